@@ -1,0 +1,136 @@
+"""Engine creation from :class:`DatabaseSettings`, with the per-dialect set-up transactions need.
+
+How each dialect gets read-only, isolation and non-transactional (autocommit) connections:
+
+* **PostgreSQL** (asyncpg): SQLAlchemy's ``postgresql_readonly`` and ``isolation_level``
+  execution options; the server refuses writes in a read-only transaction.
+* **SQLite** (aiosqlite): the driver's implicit transaction handling is switched off and this
+  module emits ``BEGIN`` itself. That makes SAVEPOINTs work (the driver otherwise commits
+  behind SQLAlchemy's back), lets a read-only transaction set ``PRAGMA query_only`` and lets a
+  non-transactional scope run each statement in autocommit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool, StaticPool
+
+from .config import DatabaseSettings
+
+# Execution options read by the SQLite "begin" listener below. They travel on the engine
+# variants that SessionManager binds each session to, so nothing is looked up per statement.
+READ_ONLY_OPTION = "pico_read_only"
+AUTOCOMMIT_OPTION = "pico_autocommit"
+_QUERY_ONLY_STATE = "pico_query_only"
+
+
+def is_sqlite(url: URL) -> bool:
+    """Return whether ``url`` points at SQLite, whatever the driver."""
+    return url.get_backend_name() == "sqlite"
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    """Return whether ``url`` is an in-memory SQLite database, in any of its spellings."""
+    if not is_sqlite(url):
+        return False
+    database = url.database or ""
+    return database in ("", ":memory:") or url.query.get("mode") == "memory" or database.startswith(
+        "file::memory:"
+    )
+
+
+def engine_arguments(settings: DatabaseSettings, *, pooled: bool = True) -> tuple[URL, dict[str, Any]]:
+    """Translate settings into ``create_async_engine`` arguments, leaving out what does not apply.
+
+    Args:
+        settings: The validated ``database`` section.
+        pooled: ``False`` opens a fresh connection for each use and closes it afterwards
+            (``NullPool``); in-memory SQLite keeps its single shared connection regardless.
+    """
+    url = make_url(settings.url)
+    arguments: dict[str, Any] = {
+        "echo": settings.echo,
+        "connect_args": dict(settings.connect_args),
+        "execution_options": dict(settings.execution_options),
+    }
+    if settings.isolation_level is not None and not is_sqlite(url):
+        # SQLite levels are applied by the begin listener: SQLAlchemy's own switch for them
+        # would turn the driver's implicit BEGIN back on.
+        arguments["isolation_level"] = settings.isolation_level
+    if is_memory_sqlite(url):
+        # One connection, shared: every new connection would open another empty database.
+        arguments["poolclass"] = StaticPool
+    elif not pooled:
+        arguments["poolclass"] = NullPool
+    else:
+        arguments.update(
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle,
+            pool_pre_ping=settings.pool_pre_ping,
+        )
+    return url, arguments
+
+
+def create_engine(settings: DatabaseSettings, *, pooled: bool = True) -> AsyncEngine:
+    """Create an engine from ``settings``, with the SQLite transaction take-over installed.
+
+    Args:
+        settings: The validated ``database`` section.
+        pooled: See :func:`engine_arguments`.
+    """
+    url, arguments = engine_arguments(settings, pooled=pooled)
+    engine = create_async_engine(url, **arguments)
+    if is_sqlite(url):
+        _take_over_sqlite_transactions(engine)
+    return engine
+
+
+def transaction_options(dialect_name: str, *, read_only: bool, isolation_level: str | None,
+                        autocommit: bool) -> dict[str, Any]:
+    """Return the execution options that give a connection the requested transaction shape."""
+    if dialect_name == "sqlite":
+        options: dict[str, Any] = {}
+        if read_only:
+            options[READ_ONLY_OPTION] = True
+        if autocommit:
+            options[AUTOCOMMIT_OPTION] = True
+        return options
+    options = {}
+    if autocommit:
+        options["isolation_level"] = "AUTOCOMMIT"
+    elif isolation_level is not None:
+        options["isolation_level"] = isolation_level
+    if read_only and not autocommit and dialect_name == "postgresql":
+        options["postgresql_readonly"] = True
+    return options
+
+
+def _take_over_sqlite_transactions(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        options = connection.get_execution_options()
+        autocommit = options.get(AUTOCOMMIT_OPTION, False)
+        read_only = options.get(READ_ONLY_OPTION, False) and not autocommit
+        info = connection.connection.info
+        # The pragma sticks to the DBAPI connection; change it only when it must flip, as
+        # every statement costs a round trip to the driver's thread.
+        if info.get(_QUERY_ONLY_STATE, False) != read_only:
+            connection.exec_driver_sql(f"PRAGMA query_only = {'ON' if read_only else 'OFF'}")
+            info[_QUERY_ONLY_STATE] = read_only
+        if autocommit:
+            return
+        # A writer takes the write lock up front, so busy_timeout applies instead of failing
+        # with "database is locked" when a deferred transaction tries to upgrade.
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
