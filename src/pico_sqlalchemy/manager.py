@@ -61,7 +61,8 @@ def _guard_statement(state: ORMExecuteState) -> None:
     if tx is None:
         return
     tx.session  # noqa: B018 - the property raises CrossTaskSessionError for another task
-    if tx.definition.read_only and tx.kind is not Kind.NONE and not state.is_select:
+    # Raw SQL is left to the database, which refuses writes in a read-only transaction.
+    if tx.definition.read_only and tx.kind is not Kind.NONE and (state.is_insert or state.is_update or state.is_delete):
         raise ReadOnlyTransactionError(type(state.statement).__name__.upper())
 
 
