@@ -24,7 +24,7 @@ from pico_sqlalchemy import SessionManager
 POSTGRES_URL = os.environ.get("PICO_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-_postgres_problem: str | None | bool = False  # False: not checked yet; None: reachable
+_postgres_problem: str | bool | None = False  # False: not checked yet; None: reachable
 
 
 def _check_postgres() -> str | None:

@@ -103,8 +103,15 @@ class Outer:
         self.ledger = ledger
 
     @transactional
-    async def run(self, inner: str, *, inner_fails: bool = False, outer_fails: bool = False,
-                  catch: bool = False, write_first: bool = True) -> None:
+    async def run(
+        self,
+        inner: str,
+        *,
+        inner_fails: bool = False,
+        outer_fails: bool = False,
+        catch: bool = False,
+        write_first: bool = True,
+    ) -> None:
         if write_first:
             await add("outer")
         try:

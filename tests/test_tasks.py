@@ -199,7 +199,9 @@ async def test_many_tasks_many_transactions(make_container, peek) -> None:
         await session.flush()
         await asyncio.sleep(0)
         assert get_session() is session
-        mine = await session.execute(select(func.count()).select_from(Event).where(Event.name == f"{task_index}:{step}"))
+        mine = await session.execute(
+            select(func.count()).select_from(Event).where(Event.name == f"{task_index}:{step}")
+        )
         assert mine.scalar_one() == 1
         return id(session)
 

@@ -17,7 +17,8 @@ class AppBase(DeclarativeBase):
     """
 
 
-@provides(AppBase)
+# pico-ioc's decorators carry no annotations; the function they mark is fully typed.
+@provides(AppBase)  # type: ignore[untyped-decorator, no-untyped-call]
 def app_base() -> type[AppBase]:
     """Provide the ``AppBase`` class itself to components that ask for it."""
     return AppBase

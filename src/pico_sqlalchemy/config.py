@@ -156,7 +156,8 @@ class DatabaseSection:
         self.values: Mapping[str, Any] = database if database is not None else {}
 
 
-@provides(DatabaseSettings)
+# pico-ioc's decorators carry no annotations; the functions they mark are fully typed.
+@provides(DatabaseSettings)  # type: ignore[untyped-decorator, no-untyped-call]
 def database_settings(section: DatabaseSection) -> DatabaseSettings:
     """Provide the validated :class:`DatabaseSettings` to the container."""
     return DatabaseSettings.from_mapping(section.values)

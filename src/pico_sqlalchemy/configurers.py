@@ -46,7 +46,8 @@ def _hook(configurer: DatabaseConfigurer) -> Callable[[AsyncEngine], Any]:
         if callable(hook):
             return hook  # type: ignore[no-any-return]
     raise DeclarationError(
-        describe(type(configurer)), "a DatabaseConfigurer needs a configure_database(engine) or configure(engine) method."
+        describe(type(configurer)),
+        "a DatabaseConfigurer needs a configure_database(engine) or configure(engine) method.",
     )
 
 

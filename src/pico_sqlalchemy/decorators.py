@@ -71,7 +71,9 @@ def definition_for(function: Callable[..., Any], options: dict[str, Any]) -> Tra
     owner = describe(function)
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
-        raise DeclarationError(owner, f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(_OPTIONS)}.")
+        raise DeclarationError(
+            owner, f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(_OPTIONS)}."
+        )
     if not inspect.iscoroutinefunction(function):
         raise DeclarationError(
             owner, "@transactional needs an async function (async def); sync code cannot await the database."
@@ -89,7 +91,9 @@ def _decorate(function: Callable[..., Any], options: dict[str, Any]) -> Callable
     return bind_definition(function, definition)
 
 
-def bind_definition(function: Callable[..., Awaitable[Any]], definition: TransactionDefinition) -> Callable[..., Any]:
+def bind_definition(
+    function: Callable[..., Awaitable[Any]], definition: TransactionDefinition
+) -> Callable[..., Any]:
     """Wrap ``function`` so that each call runs in the scope ``definition`` declares."""
 
     @functools.wraps(function)

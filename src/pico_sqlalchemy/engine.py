@@ -38,8 +38,10 @@ def is_memory_sqlite(url: URL) -> bool:
     if not is_sqlite(url):
         return False
     database = url.database or ""
-    return database in ("", ":memory:") or url.query.get("mode") == "memory" or database.startswith(
-        "file::memory:"
+    return (
+        database in ("", ":memory:")
+        or url.query.get("mode") == "memory"
+        or database.startswith("file::memory:")
     )
 
 
@@ -91,8 +93,9 @@ def create_engine(settings: DatabaseSettings, *, pooled: bool = True) -> AsyncEn
     return engine
 
 
-def transaction_options(dialect_name: str, *, read_only: bool, isolation_level: str | None,
-                        autocommit: bool) -> dict[str, Any]:
+def transaction_options(
+    dialect_name: str, *, read_only: bool, isolation_level: str | None, autocommit: bool
+) -> dict[str, Any]:
     """Return the execution options that give a connection the requested transaction shape."""
     if dialect_name == "sqlite":
         options: dict[str, Any] = {}

@@ -135,6 +135,27 @@ class ConfigurerError(PicoSqlAlchemyError, RuntimeError):
         self.configurer = configurer
 
 
+class UnknownFieldError(PicoSqlAlchemyError, ValueError):
+    """A sort or a ``find_by`` filter named something that is not a mapped column of the entity.
+
+    Raised before any SQL runs, so a field name taken from user input never reaches a statement.
+
+    Attributes:
+        entity: Name of the entity class.
+        field: The offending name, as given.
+        valid_fields: The mapped column attributes that are accepted.
+    """
+
+    def __init__(self, entity: str, field: str, valid_fields: tuple[str, ...], usage: str = "sort by") -> None:
+        super().__init__(
+            f"Cannot {usage} {field!r}: it is not a mapped column of {entity}. "
+            f"Valid fields: {', '.join(valid_fields)}."
+        )
+        self.entity = entity
+        self.field = field
+        self.valid_fields = valid_fields
+
+
 def describe(obj: Any) -> str:
     """Return a readable qualified name for error messages."""
     module = getattr(obj, "__module__", None)

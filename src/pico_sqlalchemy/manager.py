@@ -62,16 +62,20 @@ def _guard_statement(state: ORMExecuteState) -> None:
         return
     tx.session  # noqa: B018 - the property raises CrossTaskSessionError for another task
     # Raw SQL is left to the database, which refuses writes in a read-only transaction.
-    if tx.definition.read_only and tx.kind is not Kind.NONE and (state.is_insert or state.is_update or state.is_delete):
+    if (
+        tx.definition.read_only
+        and tx.kind is not Kind.NONE
+        and (state.is_insert or state.is_update or state.is_delete)
+    ):
         raise ReadOnlyTransactionError(type(state.statement).__name__.upper())
 
 
 @event.listens_for(GuardedSession, "before_flush")
 def _guard_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
     tx: Transaction | None = session.info.get(_TX_KEY)
-    if tx is not None and tx.definition.read_only and tx.kind is not Kind.NONE:
-        if session.new or session.dirty or session.deleted:
-            raise ReadOnlyTransactionError("flush of pending changes")
+    read_only = tx is not None and tx.definition.read_only and tx.kind is not Kind.NONE
+    if read_only and (session.new or session.dirty or session.deleted):
+        raise ReadOnlyTransactionError("flush of pending changes")
 
 
 async def _run_to_completion(operation: Coroutine[Any, Any, None]) -> None:
@@ -114,7 +118,9 @@ class SessionManager:
         self.settings = settings
         self._engine = create_engine(settings)
         self._dialect = self._engine.dialect.name
-        self._current: ContextVar[Transaction | None] = ContextVar("pico_sqlalchemy_transaction", default=None)
+        self._current: ContextVar[Transaction | None] = ContextVar(
+            "pico_sqlalchemy_transaction", default=None
+        )
         self._binds: dict[tuple[bool, str | None, bool], AsyncEngine] = {}
         self._scope = TransactionScope(container)
         self._disposed = False
@@ -185,7 +191,7 @@ class SessionManager:
             _running.remove(self)
         await self._engine.dispose()
 
-    @cleanup
+    @cleanup  # type: ignore[untyped-decorator]  # pico-ioc's decorator carries no annotations
     async def _dispose_on_cleanup(self) -> None:
         await self.dispose()
 
@@ -242,7 +248,9 @@ class SessionManager:
         savepoint = tx.savepoint
         assert savepoint is not None
         try:
-            await _run_to_completion(savepoint.commit() if release and not tx.rollback_only else savepoint.rollback())
+            await _run_to_completion(
+                savepoint.commit() if release and not tx.rollback_only else savepoint.rollback()
+            )
         except BaseException:
             tx.root.mark_failed_inner_scope()
             raise

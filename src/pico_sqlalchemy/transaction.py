@@ -256,5 +256,6 @@ class Transaction:
         return (
             f"<Transaction {self.kind.value} {self.definition.propagation.name}"
             f"{' read-only' if self.definition.read_only else ''}"
-            f"{' rollback-only' if self.rollback_only else ''} of {self.definition.name or 'manager.transaction()'}>"
+            f"{' rollback-only' if self.rollback_only else ''}"
+            f" of {self.definition.name or 'manager.transaction()'}>"
         )

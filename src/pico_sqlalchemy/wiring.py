@@ -33,7 +33,8 @@ class TransactionScope:
         if self._in_use is None:
             container = self._container
             self._in_use = container is not None and any(
-                (md := container.metadata_for(key)) is not None and md.scope == SCOPE for key in container.keys()
+                (md := container.metadata_for(key)) is not None and md.scope == SCOPE
+                for key in container.keys()  # noqa: SIM118 - a container method, not a dict
             )
         return self._in_use
 
