@@ -1,8 +1,9 @@
 """Shared fixtures: one database per backend, containers that clean up, a second connection.
 
 Every database test runs on SQLite (a file in the test's temporary folder) and on PostgreSQL
-(``PICO_TEST_POSTGRES_URL``, by default the local server's ``test`` database, where each test
-gets a fresh ``public`` schema). Without a reachable server the PostgreSQL cases skip with the
+(``PICO_TEST_POSTGRES_URL``, by default the local server's ``test`` database). The run creates
+a database of its own on that server, so that runs side by side do not meet, and each test gets
+a fresh ``public`` schema in it. Without a reachable server the PostgreSQL cases skip with the
 reason, except under ``CI=true``, where that is a failure.
 """
 
@@ -15,13 +16,17 @@ from typing import Any
 
 import pytest
 from pico_ioc import DictSource, PicoContainer, configuration, init
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from pico_sqlalchemy import SessionManager
 
-POSTGRES_URL = os.environ.get("PICO_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+SERVER_URL = make_url(
+    os.environ.get("PICO_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+)
+RUN_DATABASE = f"pico_sqlalchemy_test_{os.getpid()}"
+POSTGRES_URL = SERVER_URL.set(database=RUN_DATABASE).render_as_string(hide_password=False)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _postgres_problem: str | bool | None = False  # False: not checked yet; None: reachable
@@ -32,10 +37,11 @@ def _check_postgres() -> str | None:
     if _postgres_problem is False:
 
         async def probe() -> None:
-            engine = create_async_engine(POSTGRES_URL, poolclass=NullPool)
+            engine = create_async_engine(SERVER_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
             try:
                 async with engine.connect() as connection:
-                    await connection.execute(text("select 1"))
+                    await connection.execute(text(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)'))
+                    await connection.execute(text(f'CREATE DATABASE "{RUN_DATABASE}"'))
             finally:
                 await engine.dispose()
 
@@ -43,8 +49,25 @@ def _check_postgres() -> str | None:
             asyncio.run(asyncio.wait_for(probe(), timeout=10))
             _postgres_problem = None
         except Exception as error:  # any failure to connect means "not available"
-            _postgres_problem = f"PostgreSQL not reachable at {POSTGRES_URL}: {error!r}"
+            shown = SERVER_URL.render_as_string(hide_password=True)
+            _postgres_problem = f"PostgreSQL not reachable at {shown}: {error!r}"
     return _postgres_problem  # type: ignore[return-value]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop this run's database, if it was created."""
+    if _postgres_problem is not None:
+        return
+
+    async def drop() -> None:
+        engine = create_async_engine(SERVER_URL, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)'))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(drop())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

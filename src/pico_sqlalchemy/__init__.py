@@ -3,7 +3,9 @@
 from .base import AppBase, Mapped, mapped_column
 from .config import DatabaseSettings
 from .configurers import DatabaseConfigurer
+from .crud import CrudRepository
 from .decorators import transactional
+from .events import transactional_event_listener
 from .exceptions import (
     ConfigurationError,
     ConfigurerError,
@@ -13,9 +15,16 @@ from .exceptions import (
     NoActiveSessionError,
     PicoSqlAlchemyError,
     ReadOnlyTransactionError,
+    TransactionTimeoutError,
     UnexpectedRollbackError,
+    UnknownFieldError,
 )
 from .manager import SessionManager, TransactionContext, get_session
+from .paging import Page, PageRequest, Slice, Sort
+from .query import Record, query
+from .repository import repository
+from .retry import Retry
+from .synchronization import Outcome, Phase, after_commit, after_completion, after_rollback, before_commit
 from .transaction import Propagation, Transaction, TransactionDefinition
 
 __all__ = [
@@ -23,21 +32,39 @@ __all__ = [
     "ConfigurationError",
     "ConfigurerError",
     "CrossTaskSessionError",
+    "CrudRepository",
     "DatabaseConfigurer",
     "DatabaseSettings",
     "DeclarationError",
     "IllegalTransactionStateError",
     "Mapped",
     "NoActiveSessionError",
+    "Outcome",
+    "Page",
+    "PageRequest",
+    "Phase",
     "PicoSqlAlchemyError",
     "Propagation",
     "ReadOnlyTransactionError",
+    "Record",
+    "Retry",
     "SessionManager",
+    "Slice",
+    "Sort",
     "Transaction",
     "TransactionContext",
     "TransactionDefinition",
+    "TransactionTimeoutError",
     "UnexpectedRollbackError",
+    "UnknownFieldError",
+    "after_commit",
+    "after_completion",
+    "after_rollback",
+    "before_commit",
     "get_session",
     "mapped_column",
+    "query",
+    "repository",
     "transactional",
+    "transactional_event_listener",
 ]

@@ -16,6 +16,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from .exceptions import DeclarationError, describe
 from .manager import running_manager
+from .retry import Retry
 from .transaction import ExceptionTypes, Propagation, TransactionDefinition
 
 P = ParamSpec("P")
@@ -36,6 +37,8 @@ def transactional(
     isolation_level: str | None = ...,
     rollback_for: ExceptionTypes | type[BaseException] = ...,
     no_rollback_for: ExceptionTypes | type[BaseException] = ...,
+    timeout: float | None = ...,
+    retry: Retry | int | None = ...,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]: ...
 
 
@@ -49,7 +52,9 @@ def transactional(function: Callable[..., Any] | None = None, /, **options: Any)
         function: The async function or method, when used bare.
         **options: ``propagation`` (a :class:`Propagation` or its name, default REQUIRED),
             ``read_only`` (default False), ``isolation_level`` (default: the engine's),
-            ``rollback_for`` and ``no_rollback_for`` (exception classes).
+            ``rollback_for`` and ``no_rollback_for`` (exception classes), ``timeout`` (seconds
+            a new physical transaction may run) and ``retry`` (retries after a transient
+            failure: a count or a :class:`~pico_sqlalchemy.Retry`).
 
     Returns:
         The wrapped function, with the original's name, signature and docstring.
@@ -63,7 +68,15 @@ def transactional(function: Callable[..., Any] | None = None, /, **options: Any)
     return lambda target: _decorate(target, options)
 
 
-_OPTIONS = ("propagation", "read_only", "isolation_level", "rollback_for", "no_rollback_for")
+_OPTIONS = (
+    "propagation",
+    "read_only",
+    "isolation_level",
+    "rollback_for",
+    "no_rollback_for",
+    "timeout",
+    "retry",
+)
 
 
 def definition_for(function: Callable[..., Any], options: dict[str, Any]) -> TransactionDefinition:

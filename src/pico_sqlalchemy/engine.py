@@ -24,6 +24,7 @@ from .config import DatabaseSettings
 # Execution options read by the SQLite "begin" listener below. They travel on the engine
 # variants that SessionManager binds each session to, so nothing is looked up per statement.
 READ_ONLY_OPTION = "pico_read_only"
+STATEMENT_TIMEOUT_OPTION = "pico_statement_timeout_ms"
 AUTOCOMMIT_OPTION = "pico_autocommit"
 _QUERY_ONLY_STATE = "pico_query_only"
 
@@ -90,11 +91,18 @@ def create_engine(settings: DatabaseSettings, *, pooled: bool = True) -> AsyncEn
     engine = create_async_engine(url, **arguments)
     if is_sqlite(url):
         _take_over_sqlite_transactions(engine)
+    elif url.get_backend_name() == "postgresql":
+        _apply_statement_timeout(engine)
     return engine
 
 
 def transaction_options(
-    dialect_name: str, *, read_only: bool, isolation_level: str | None, autocommit: bool
+    dialect_name: str,
+    *,
+    read_only: bool,
+    isolation_level: str | None,
+    autocommit: bool,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Return the execution options that give a connection the requested transaction shape."""
     if dialect_name == "sqlite":
@@ -109,8 +117,11 @@ def transaction_options(
         options["isolation_level"] = "AUTOCOMMIT"
     elif isolation_level is not None:
         options["isolation_level"] = isolation_level
-    if read_only and not autocommit and dialect_name == "postgresql":
-        options["postgresql_readonly"] = True
+    if dialect_name == "postgresql" and not autocommit:
+        if read_only:
+            options["postgresql_readonly"] = True
+        if timeout is not None:
+            options[STATEMENT_TIMEOUT_OPTION] = max(1, int(timeout * 1000))
     return options
 
 
@@ -137,3 +148,13 @@ def _take_over_sqlite_transactions(engine: AsyncEngine) -> None:
         # A writer takes the write lock up front, so busy_timeout applies instead of failing
         # with "database is locked" when a deferred transaction tries to upgrade.
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _apply_statement_timeout(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # The server stops a statement still running when the caller's timeout expires, so a
+        # slow query does not hold locks after the transaction was given up.
+        milliseconds = connection.get_execution_options().get(STATEMENT_TIMEOUT_OPTION)
+        if milliseconds is not None:
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(milliseconds)}")

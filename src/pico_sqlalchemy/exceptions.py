@@ -87,6 +87,21 @@ class UnexpectedRollbackError(PicoSqlAlchemyError, RuntimeError):
         self.method = method
 
 
+class TransactionTimeoutError(PicoSqlAlchemyError, TimeoutError):
+    """A transaction ran longer than its ``timeout``; it was rolled back and its connection returned.
+
+    Attributes:
+        method: Qualified name of the scope that declared the timeout, if known.
+        timeout: The limit, in seconds.
+    """
+
+    def __init__(self, method: str | None, timeout: float) -> None:
+        where = method or "manager.transaction()"
+        super().__init__(f"Transaction of {where} exceeded its timeout of {timeout:g} s and was rolled back.")
+        self.method = method
+        self.timeout = timeout
+
+
 class ReadOnlyTransactionError(PicoSqlAlchemyError, RuntimeError):
     """A write was attempted inside a read-only transaction.
 
@@ -146,7 +161,9 @@ class UnknownFieldError(PicoSqlAlchemyError, ValueError):
         valid_fields: The mapped column attributes that are accepted.
     """
 
-    def __init__(self, entity: str, field: str, valid_fields: tuple[str, ...], usage: str = "sort by") -> None:
+    def __init__(
+        self, entity: str, field: str, valid_fields: tuple[str, ...], usage: str = "sort by"
+    ) -> None:
         super().__init__(
             f"Cannot {usage} {field!r}: it is not a mapped column of {entity}. "
             f"Valid fields: {', '.join(valid_fields)}."

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar, Token
+from types import TracebackType
 from typing import Any, TypeVar
 
 from pico_ioc import PicoContainer, cleanup, component
@@ -22,8 +23,16 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from .config import DatabaseSettings, mask_url
 from .engine import create_engine, transaction_options
-from .exceptions import NoActiveSessionError, ReadOnlyTransactionError, UnexpectedRollbackError
+from .exceptions import (
+    IllegalTransactionStateError,
+    NoActiveSessionError,
+    ReadOnlyTransactionError,
+    TransactionTimeoutError,
+    UnexpectedRollbackError,
+)
 from .propagation import Action, decide
+from .retry import is_transient
+from .synchronization import Outcome, logger, run_after_completion, run_before_commit
 from .transaction import Kind, Propagation, Transaction, TransactionDefinition
 from .wiring import TransactionScope
 
@@ -49,6 +58,11 @@ def running_manager() -> SessionManager:
             "init(modules=[..., 'pico_sqlalchemy']) before calling @transactional methods."
         )
     return _running[-1]
+
+
+def current_transaction() -> Transaction | None:
+    """Return the transaction running in this task under the running manager, if any."""
+    return _running[-1].current if _running else None
 
 
 class GuardedSession(Session):
@@ -92,6 +106,18 @@ async def _run_to_completion(operation: Coroutine[Any, Any, None]) -> None:
     task.result()
 
 
+async def _within_timeout(definition: TransactionDefinition, body: Awaitable[T]) -> T:
+    limit = definition.timeout
+    assert limit is not None
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            return await body
+    except TimeoutError as error:
+        if deadline.expired():
+            raise TransactionTimeoutError(definition.name, limit) from error
+        raise
+
+
 async def _finish(session: AsyncSession, commit: bool) -> None:
     try:
         if commit:
@@ -102,7 +128,7 @@ async def _finish(session: AsyncSession, commit: bool) -> None:
         await session.close()
 
 
-_Scope = tuple[Transaction | None, Token[Transaction | None] | None, Any]
+_Scope = tuple[Transaction, Token[Transaction | None] | None, Any]
 
 
 @component
@@ -121,7 +147,7 @@ class SessionManager:
         self._current: ContextVar[Transaction | None] = ContextVar(
             "pico_sqlalchemy_transaction", default=None
         )
-        self._binds: dict[tuple[bool, str | None, bool], AsyncEngine] = {}
+        self._binds: dict[tuple[bool, str | None, bool, float | None], AsyncEngine] = {}
         self._scope = TransactionScope(container)
         self._disposed = False
         _running.append(self)
@@ -148,8 +174,12 @@ class SessionManager:
         isolation_level: str | None = None,
         rollback_for: tuple[type[BaseException], ...] = (),
         no_rollback_for: tuple[type[BaseException], ...] = (),
+        timeout: float | None = None,
     ) -> TransactionContext:
         """Open a transactional scope programmatically; the options mean what they do on ``@transactional``.
+
+        ``retry`` is only offered by ``@transactional``: a retry re-runs the whole method, and
+        the body of an ``async with`` block cannot be run again.
 
         Example:
             >>> async with manager.transaction(propagation="REQUIRES_NEW") as tx:  # doctest: +SKIP
@@ -162,6 +192,7 @@ class SessionManager:
             isolation_level=isolation_level,
             rollback_for=rollback_for,
             no_rollback_for=no_rollback_for,
+            timeout=timeout,
         )
         return TransactionContext(self, definition)
 
@@ -172,10 +203,42 @@ class SessionManager:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        """Run ``function(*args, **kwargs)`` in the scope ``definition`` asks for."""
+        """Run ``function(*args, **kwargs)`` in the scope ``definition`` asks for, retrying if declared."""
+        policy = definition.retry
+        if policy is None:
+            return await self._run_once(definition, function, args, kwargs)
+        retry = 0
+        while True:
+            try:
+                return await self._run_once(definition, function, args, kwargs)
+            except Exception as error:
+                retry += 1
+                if retry > policy.retries or not is_transient(error):
+                    raise
+                delay = policy.delay(retry)
+                logger.info(
+                    "Retrying %s (retry %d of %d in %.3f s) after a transient failure: %s",
+                    definition.name,
+                    retry,
+                    policy.retries,
+                    delay,
+                    error,
+                )
+                await asyncio.sleep(delay)
+
+    async def _run_once(
+        self,
+        definition: TransactionDefinition,
+        function: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
         scope = await self._enter(definition)
         try:
-            result = await function(*args, **kwargs)
+            if definition.timeout is not None and scope[0].kind is Kind.PHYSICAL:
+                result = await _within_timeout(definition, function(*args, **kwargs))
+            else:
+                result = await function(*args, **kwargs)
         except BaseException as error:
             await self._exit(scope, error)
             raise
@@ -201,6 +264,13 @@ class SessionManager:
         task = asyncio.current_task()
         current = self._current.get()
         action = decide(definition, current, task)
+        if definition.retry is not None and (action is Action.JOIN or action is Action.SAVEPOINT):
+            raise IllegalTransactionStateError(
+                f"{definition.name} declares retry but joined a running transaction; only the scope "
+                "that begins the physical transaction can retry it. Declare retry on the outermost scope.",
+                method=definition.name,
+                propagation=definition.propagation.name,
+            )
         if action is Action.JOIN:
             assert current is not None
             current.joined += 1
@@ -218,30 +288,53 @@ class SessionManager:
 
     async def _exit(self, scope: _Scope, error: BaseException | None) -> None:
         tx, token, scope_entry = scope
-        assert tx is not None
         if token is None:
             tx.joined -= 1
             if error is not None and tx.kind is not Kind.NONE and tx.definition.rolls_back_on(error):
                 tx.mark_failed_inner_scope()
             return
-        self._current.reset(token)
         try:
             if tx.kind is Kind.PHYSICAL:
-                await self._end_physical(tx, error)
-            elif tx.kind is Kind.SAVEPOINT:
-                await self._end_savepoint(tx, error)
+                await self._end_physical(tx, token, error)
             else:
-                await self._end_without(tx, error)
+                self._current.reset(token)
+                if tx.kind is Kind.SAVEPOINT:
+                    await self._end_savepoint(tx, error)
+                else:
+                    await self._end_without(tx, error)
         finally:
             if scope_entry is not None:
                 await self._scope.exit(scope_entry)
 
-    async def _end_physical(self, tx: Transaction, error: BaseException | None) -> None:
-        commit = error is None or not tx.definition.rolls_back_on(error)
-        if tx._session is not None:
-            await _run_to_completion(_finish(tx._session, commit and not tx.rollback_only))
-        if commit and tx.rollback_only_from_inner:
+    async def _end_physical(
+        self, tx: Transaction, token: Token[Transaction | None], error: BaseException | None
+    ) -> None:
+        wants_commit = error is None or not tx.definition.rolls_back_on(error)
+        commit = wants_commit and not tx.rollback_only
+        if commit and tx.synchronizations:
+            try:
+                # Still current: a before-commit callback may use get_session() and write.
+                await run_before_commit(tx)
+            except BaseException:
+                self._current.reset(token)
+                await self._complete(tx, commit=False)
+                raise
+        self._current.reset(token)
+        await self._complete(tx, commit)
+        if wants_commit and tx.rollback_only_from_inner:
             raise UnexpectedRollbackError(tx.definition.name) from error
+
+    async def _complete(self, tx: Transaction, commit: bool) -> None:
+        """Commit or roll back the physical transaction, close its session, run after-callbacks."""
+        try:
+            if tx._session is not None:
+                await _run_to_completion(_finish(tx._session, commit))
+        except BaseException:
+            commit = False
+            raise
+        finally:
+            if tx.synchronizations:
+                await run_after_completion(tx, Outcome.COMMITTED if commit else Outcome.ROLLED_BACK)
 
     async def _end_savepoint(self, tx: Transaction, error: BaseException | None) -> None:
         release = error is None or not tx.definition.rolls_back_on(error)
@@ -254,6 +347,13 @@ class SessionManager:
         except BaseException:
             tx.root.mark_failed_inner_scope()
             raise
+        released = release and not tx.rollback_only
+        if released and tx.synchronizations:
+            # Work that was undone does not announce itself: callbacks of a rolled back
+            # savepoint are dropped; those of a released one wait for the outer commit.
+            parent = tx.parent
+            assert parent is not None
+            parent.synchronizations = (parent.synchronizations or []) + tx.synchronizations
         if release and tx.rollback_only_from_inner:
             raise UnexpectedRollbackError(tx.definition.name) from error
 
@@ -268,7 +368,12 @@ class SessionManager:
         autocommit = tx.kind is Kind.NONE
         read_only = definition.read_only and not autocommit
         session = AsyncSession(
-            bind=self._bind(read_only, None if autocommit else definition.isolation_level, autocommit),
+            bind=self._bind(
+                read_only,
+                None if autocommit else definition.isolation_level,
+                autocommit,
+                definition.timeout if tx.kind is Kind.PHYSICAL else None,
+            ),
             expire_on_commit=False,
             autoflush=not read_only,
             sync_session_class=GuardedSession,
@@ -276,12 +381,18 @@ class SessionManager:
         session.sync_session.info[_TX_KEY] = tx
         return session
 
-    def _bind(self, read_only: bool, isolation_level: str | None, autocommit: bool) -> AsyncEngine:
-        key = (read_only, isolation_level, autocommit)
+    def _bind(
+        self, read_only: bool, isolation_level: str | None, autocommit: bool, timeout: float | None
+    ) -> AsyncEngine:
+        key = (read_only, isolation_level, autocommit, timeout)
         bind = self._binds.get(key)
         if bind is None:
             options = transaction_options(
-                self._dialect, read_only=read_only, isolation_level=isolation_level, autocommit=autocommit
+                self._dialect,
+                read_only=read_only,
+                isolation_level=isolation_level,
+                autocommit=autocommit,
+                timeout=timeout,
             )
             bind = self._engine.execution_options(**options) if options else self._engine
             self._binds[key] = bind
@@ -291,24 +402,43 @@ class SessionManager:
 class TransactionContext:
     """``async with manager.transaction(...) as tx``: the programmatic form of ``@transactional``."""
 
-    __slots__ = ("_definition", "_manager", "_scope")
+    __slots__ = ("_deadline", "_definition", "_manager", "_scope")
 
     def __init__(self, manager: SessionManager, definition: TransactionDefinition) -> None:
         self._manager = manager
         self._definition = definition
         self._scope: _Scope | None = None
+        self._deadline: asyncio.Timeout | None = None
 
     async def __aenter__(self) -> Transaction:
         if self._scope is not None:
             raise RuntimeError("a transaction() context cannot be entered twice")
         self._scope = await self._manager._enter(self._definition)
         tx = self._scope[0]
-        assert tx is not None
+        limit = self._definition.timeout
+        if limit is not None and tx.kind is Kind.PHYSICAL:
+            self._deadline = asyncio.timeout(limit)
+            await self._deadline.__aenter__()
         return tx
 
-    async def __aexit__(self, exc_type: object, error: BaseException | None, traceback: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         scope, self._scope = self._scope, None
+        deadline, self._deadline = self._deadline, None
         assert scope is not None
+        if deadline is not None:
+            try:
+                await deadline.__aexit__(exc_type, error, traceback)
+            except TimeoutError as expired:
+                limit = self._definition.timeout
+                assert limit is not None
+                timeout_error = TransactionTimeoutError(self._definition.name, limit)
+                await self._manager._exit(scope, timeout_error)
+                raise timeout_error from expired
         await self._manager._exit(scope, error)
 
 

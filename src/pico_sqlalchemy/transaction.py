@@ -14,12 +14,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import ISOLATION_LEVELS
-from .exceptions import CrossTaskSessionError, DeclarationError, IllegalTransactionStateError
+from .exceptions import (
+    CrossTaskSessionError,
+    DeclarationError,
+    IllegalTransactionStateError,
+    TransactionTimeoutError,
+)
+from .retry import Retry
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
     from .manager import SessionManager
+    from .synchronization import Phase
 
 
 class Propagation(enum.Enum):
@@ -71,6 +78,10 @@ class TransactionDefinition:
         rollback_for: Exceptions that roll back (all do by default; this overrides a broader
             ``no_rollback_for``).
         no_rollback_for: Exceptions after which the transaction commits, then re-raises.
+        timeout: Seconds a new physical transaction may run before it is rolled back with
+            :class:`~pico_sqlalchemy.TransactionTimeoutError`.
+        retry: Retry the whole scope after a transient failure (serialization failure,
+            deadlock, busy SQLite); only a scope that begins the physical transaction may.
         name: Qualified name of the declaring method, for error messages.
     """
 
@@ -79,6 +90,8 @@ class TransactionDefinition:
     isolation_level: str | None = None
     rollback_for: ExceptionTypes = ()
     no_rollback_for: ExceptionTypes = ()
+    timeout: float | None = None
+    retry: Retry | None = None
     name: str | None = None
 
     @classmethod
@@ -91,6 +104,8 @@ class TransactionDefinition:
         isolation_level: str | None = None,
         rollback_for: ExceptionTypes | type[BaseException] = (),
         no_rollback_for: ExceptionTypes | type[BaseException] = (),
+        timeout: float | None = None,
+        retry: Retry | int | None = None,
     ) -> TransactionDefinition:
         """Validate user options and build a definition; errors name ``owner``."""
         if not isinstance(read_only, bool):
@@ -106,12 +121,25 @@ class TransactionDefinition:
         if both:
             names = ", ".join(sorted(t.__name__ for t in both))
             raise DeclarationError(owner, f"{names} is in both rollback_for and no_rollback_for.")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise DeclarationError(owner, f"timeout must be a positive number of seconds, got {timeout!r}.")
+        mode = Propagation.parse(propagation, owner=owner)
+        policy = _retry_policy(retry, owner)
+        if policy is not None and mode is Propagation.MANDATORY:
+            raise DeclarationError(
+                owner,
+                "retry on a MANDATORY scope can never apply: it always joins; retry the outermost scope.",
+            )
         return cls(
-            propagation=Propagation.parse(propagation, owner=owner),
+            propagation=mode,
             read_only=read_only,
             isolation_level=isolation_level,
             rollback_for=rollback,
             no_rollback_for=no_rollback,
+            timeout=float(timeout) if timeout is not None else None,
+            retry=policy,
             name=owner,
         )
 
@@ -119,9 +147,9 @@ class TransactionDefinition:
         """Return whether ``error`` leaving the scope rolls it back.
 
         The nearest class in the error's MRO that either list names decides; an error that
-        neither names rolls back.
+        neither names rolls back, and so does a timeout, whatever the lists say.
         """
-        if not self.no_rollback_for:
+        if not self.no_rollback_for or isinstance(error, TransactionTimeoutError):
             return True
         for klass in type(error).__mro__:
             if klass in self.rollback_for:
@@ -129,6 +157,16 @@ class TransactionDefinition:
             if klass in self.no_rollback_for:
                 return False
         return True
+
+
+def _retry_policy(value: object, owner: str) -> Retry | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, Retry):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return Retry(retries=value)
+    raise DeclarationError(owner, f"retry takes a number of retries (>= 1) or a Retry policy, got {value!r}.")
 
 
 def _exception_types(value: object, option: str, owner: str) -> ExceptionTypes:
@@ -196,7 +234,7 @@ class Transaction:
         self.joined = 0
         self.savepoint: AsyncSessionTransaction | None = None
         self.scope_token: Any = None
-        self.synchronizations: list[Callable[..., Any]] | None = None
+        self.synchronizations: list[tuple[Phase, Callable[..., Any]]] | None = None
         self._session: AsyncSession | None = None
 
     @property
