@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 from .exceptions import DeclarationError, describe
-from .manager import running_manager
+from .manager import SessionManager, _running, running_manager
 from .retry import Retry
 from .transaction import ExceptionTypes, Propagation, TransactionDefinition
 
@@ -109,9 +109,12 @@ def bind_definition(
 ) -> Callable[..., Any]:
     """Wrap ``function`` so that each call runs in the scope ``definition`` declares."""
 
+    run = SessionManager.run if definition.retry is None else SessionManager.run_retrying
+
     @functools.wraps(function)
     async def transactional_call(*args: Any, **kwargs: Any) -> Any:
-        return await running_manager().run(definition, function, args, kwargs)
+        manager = _running[-1] if _running else running_manager()  # the latter raises the clear error
+        return await run(manager, definition, function, args, kwargs)
 
     setattr(transactional_call, TRANSACTIONAL_ATTRIBUTE, definition)
     return transactional_call

@@ -130,6 +130,10 @@ async def _finish(session: AsyncSession, commit: bool) -> None:
 
 _Scope = tuple[Transaction, Token[Transaction | None] | None, Any]
 
+_current_task = asyncio.current_task
+_JOIN, _BEGIN, _SAVEPOINT_ACTION = Action.JOIN, Action.BEGIN, Action.SAVEPOINT
+_PHYSICAL, _SAVEPOINT, _NONE = Kind.PHYSICAL, Kind.SAVEPOINT, Kind.NONE
+
 
 @component
 class SessionManager:
@@ -203,14 +207,39 @@ class SessionManager:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        """Run ``function(*args, **kwargs)`` in the scope ``definition`` asks for, retrying if declared."""
+        """Run ``function(*args, **kwargs)`` once in the scope ``definition`` asks for."""
+        scope = self._enter(definition)
+        if scope[0].kind is _SAVEPOINT and scope[1] is not None:
+            await self._open_savepoint(scope)
+        try:
+            if definition.timeout is not None and scope[0].kind is _PHYSICAL:
+                result = await _within_timeout(definition, function(*args, **kwargs))
+            else:
+                result = await function(*args, **kwargs)
+        except BaseException as error:
+            pending = self._exit(scope, error)
+            if pending is not None:
+                await pending
+            raise
+        pending = self._exit(scope, None)
+        if pending is not None:
+            await pending
+        return result
+
+    async def run_retrying(
+        self,
+        definition: TransactionDefinition,
+        function: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> T:
+        """Like :meth:`run`, and run again after a transient failure, as ``definition.retry`` allows."""
         policy = definition.retry
-        if policy is None:
-            return await self._run_once(definition, function, args, kwargs)
+        assert policy is not None
         retry = 0
         while True:
             try:
-                return await self._run_once(definition, function, args, kwargs)
+                return await self.run(definition, function, args, kwargs)
             except Exception as error:
                 retry += 1
                 if retry > policy.retries or not is_transient(error):
@@ -225,25 +254,6 @@ class SessionManager:
                     error,
                 )
                 await asyncio.sleep(delay)
-
-    async def _run_once(
-        self,
-        definition: TransactionDefinition,
-        function: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> T:
-        scope = await self._enter(definition)
-        try:
-            if definition.timeout is not None and scope[0].kind is Kind.PHYSICAL:
-                result = await _within_timeout(definition, function(*args, **kwargs))
-            else:
-                result = await function(*args, **kwargs)
-        except BaseException as error:
-            await self._exit(scope, error)
-            raise
-        await self._exit(scope, None)
-        return result
 
     async def dispose(self) -> None:
         """Close every pooled connection; the manager is no longer the running one afterwards."""
@@ -260,45 +270,78 @@ class SessionManager:
 
     # -- the propagation steps ---------------------------------------------------------------
 
-    async def _enter(self, definition: TransactionDefinition) -> _Scope:
-        task = asyncio.current_task()
+    # The steps below run on every call: they avoid coroutines where nothing needs awaiting and
+    # look enum members up once, at import (see _PHYSICAL and friends).
+
+    def _enter(self, definition: TransactionDefinition) -> _Scope:
+        """Decide, install the new transaction object, and return what ``_exit`` needs.
+
+        A savepoint is only prepared here; ``_open_savepoint`` sets it on the database.
+        """
+        task = _current_task()
         current = self._current.get()
         action = decide(definition, current, task)
-        if definition.retry is not None and (action is Action.JOIN or action is Action.SAVEPOINT):
+        if definition.retry is not None and (action is _JOIN or action is _SAVEPOINT_ACTION):
             raise IllegalTransactionStateError(
                 f"{definition.name} declares retry but joined a running transaction; only the scope "
                 "that begins the physical transaction can retry it. Declare retry on the outermost scope.",
                 method=definition.name,
                 propagation=definition.propagation.name,
             )
-        if action is Action.JOIN:
+        if action is _JOIN:
             assert current is not None
             current.joined += 1
             return current, None, None
-        if action is Action.SAVEPOINT:
-            assert current is not None
-            tx = Transaction(self, definition, Kind.SAVEPOINT, task, parent=current)
-            tx.savepoint = await current.session.begin_nested()
-        elif action is Action.BEGIN:
-            tx = Transaction(self, definition, Kind.PHYSICAL, task)
+        if action is _BEGIN:
+            tx = Transaction(self, definition, _PHYSICAL, task)
+            scope_entry = self._scope.enter() if self._scope.in_use else None
+            return tx, self._current.set(tx), scope_entry
+        if action is _SAVEPOINT_ACTION:
+            tx = Transaction(self, definition, _SAVEPOINT, task, parent=current)
         else:
-            tx = Transaction(self, definition, Kind.NONE, task)
-        scope_entry = self._scope.enter() if action is Action.BEGIN and self._scope.in_use else None
-        return tx, self._current.set(tx), scope_entry
+            tx = Transaction(self, definition, _NONE, task)
+        return tx, self._current.set(tx), None
 
-    async def _exit(self, scope: _Scope, error: BaseException | None) -> None:
+    async def _open_savepoint(self, scope: _Scope) -> None:
+        tx, token, _ = scope
+        assert tx.parent is not None
+        assert token is not None
+        try:
+            tx.savepoint = await tx.parent.session.begin_nested()
+        except BaseException:
+            self._current.reset(token)
+            raise
+
+    def _exit(self, scope: _Scope, error: BaseException | None) -> Coroutine[Any, Any, None] | None:
+        """End the scope; return a coroutine to await when ending it needs the database."""
         tx, token, scope_entry = scope
         if token is None:
             tx.joined -= 1
-            if error is not None and tx.kind is not Kind.NONE and tx.definition.rolls_back_on(error):
+            if error is not None and tx.kind is not _NONE and tx.definition.rolls_back_on(error):
                 tx.mark_failed_inner_scope()
-            return
+            return None
+        if (
+            tx._session is None
+            and scope_entry is None
+            and not tx.synchronizations
+            and tx.kind is not _SAVEPOINT
+        ):
+            # Nothing reached the database: no connection to commit, roll back or return.
+            self._current.reset(token)
+            if tx.rollback_only_from_inner and (error is None or not tx.definition.rolls_back_on(error)):
+                raise UnexpectedRollbackError(tx.definition.name) from error
+            return None
+        return self._finish_scope(tx, token, scope_entry, error)
+
+    async def _finish_scope(
+        self, tx: Transaction, token: Token[Transaction | None], scope_entry: Any, error: BaseException | None
+    ) -> None:
         try:
-            if tx.kind is Kind.PHYSICAL:
+            if tx.kind is _PHYSICAL:
                 await self._end_physical(tx, token, error)
             else:
                 self._current.reset(token)
-                if tx.kind is Kind.SAVEPOINT:
+                if tx.kind is _SAVEPOINT:
                     await self._end_savepoint(tx, error)
                 else:
                     await self._end_without(tx, error)
@@ -413,8 +456,10 @@ class TransactionContext:
     async def __aenter__(self) -> Transaction:
         if self._scope is not None:
             raise RuntimeError("a transaction() context cannot be entered twice")
-        self._scope = await self._manager._enter(self._definition)
-        tx = self._scope[0]
+        self._scope = scope = self._manager._enter(self._definition)
+        tx = scope[0]
+        if tx.kind is _SAVEPOINT and scope[1] is not None:
+            await self._manager._open_savepoint(scope)
         limit = self._definition.timeout
         if limit is not None and tx.kind is Kind.PHYSICAL:
             self._deadline = asyncio.timeout(limit)
@@ -437,9 +482,13 @@ class TransactionContext:
                 limit = self._definition.timeout
                 assert limit is not None
                 timeout_error = TransactionTimeoutError(self._definition.name, limit)
-                await self._manager._exit(scope, timeout_error)
+                pending = self._manager._exit(scope, timeout_error)
+                if pending is not None:
+                    await pending
                 raise timeout_error from expired
-        await self._manager._exit(scope, error)
+        pending = self._manager._exit(scope, error)
+        if pending is not None:
+            await pending
 
 
 def get_session(manager: SessionManager | None = None) -> AsyncSession:

@@ -33,6 +33,13 @@ class Action(enum.Enum):
     WITHOUT = "without"
 
 
+# Looked up once: enum member access costs more than a global, and decide() runs on every call.
+_REQUIRED, _REQUIRES_NEW, _NESTED = Propagation.REQUIRED, Propagation.REQUIRES_NEW, Propagation.NESTED
+_SUPPORTS, _MANDATORY, _NOT_SUPPORTED = Propagation.SUPPORTS, Propagation.MANDATORY, Propagation.NOT_SUPPORTED
+_JOIN, _BEGIN, _SAVEPOINT, _WITHOUT = Action.JOIN, Action.BEGIN, Action.SAVEPOINT, Action.WITHOUT
+_NO_TRANSACTION = Kind.NONE
+
+
 def decide(
     definition: TransactionDefinition, current: Transaction | None, task: asyncio.Task[Any] | None
 ) -> Action:
@@ -43,20 +50,20 @@ def decide(
     """
     if current is not None and current.owner is not task:
         current = None
-    running = current is not None and current.kind is not Kind.NONE
+    running = current is not None and current.kind is not _NO_TRANSACTION
     mode = definition.propagation
 
-    if mode is Propagation.REQUIRED:
-        return Action.JOIN if running else Action.BEGIN
-    if mode is Propagation.REQUIRES_NEW:
-        return Action.BEGIN
-    if mode is Propagation.NESTED:
-        return Action.SAVEPOINT if running else Action.BEGIN
-    if mode is Propagation.SUPPORTS:
-        return Action.JOIN if running or current is not None else Action.WITHOUT
-    if mode is Propagation.MANDATORY:
+    if mode is _REQUIRED:
+        return _JOIN if running else _BEGIN
+    if mode is _REQUIRES_NEW:
+        return _BEGIN
+    if mode is _NESTED:
+        return _SAVEPOINT if running else _BEGIN
+    if mode is _SUPPORTS:
+        return _JOIN if running or current is not None else _WITHOUT
+    if mode is _MANDATORY:
         if running:
-            return Action.JOIN
+            return _JOIN
         raise IllegalTransactionStateError(
             f"{definition.name or 'manager.transaction()'} is MANDATORY but no transaction is "
             "running in this task. Call it from a transactional scope (a task spawned inside a "
@@ -64,8 +71,8 @@ def decide(
             method=definition.name,
             propagation=mode.name,
         )
-    if mode is Propagation.NOT_SUPPORTED:
-        return Action.WITHOUT if running or current is None else Action.JOIN
+    if mode is _NOT_SUPPORTED:
+        return _WITHOUT if running or current is None else _JOIN
     # NEVER
     if running:
         raise IllegalTransactionStateError(
@@ -73,4 +80,4 @@ def decide(
             method=definition.name,
             propagation=mode.name,
         )
-    return Action.WITHOUT if current is None else Action.JOIN
+    return _WITHOUT if current is None else _JOIN

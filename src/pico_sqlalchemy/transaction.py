@@ -209,7 +209,6 @@ class Transaction:
         "rollback_only_from_inner",
         "root",
         "savepoint",
-        "scope_token",
         "synchronizations",
     )
 
@@ -233,7 +232,6 @@ class Transaction:
         self.rollback_only_from_inner = False
         self.joined = 0
         self.savepoint: AsyncSessionTransaction | None = None
-        self.scope_token: Any = None
         self.synchronizations: list[tuple[Phase, Callable[..., Any]]] | None = None
         self._session: AsyncSession | None = None
 
