@@ -21,7 +21,8 @@ from .exceptions import (
 )
 from .manager import SessionManager, TransactionContext, get_session
 from .paging import Page, PageRequest, Slice, Sort
-from .query import Record, query
+from .plan import Record
+from .query import query
 from .repository import repository
 from .retry import Retry
 from .synchronization import Outcome, Phase, after_commit, after_completion, after_rollback, before_commit
