@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pico_ioc import DictSource, configuration, init
 from pico_ioc.exceptions import PicoError
 from sqlalchemy import text
-from sqlalchemy.pool import StaticPool
 
 from pico_sqlalchemy import ConfigurationError, DatabaseSettings, SessionManager
 from pico_sqlalchemy.config import DEFAULT_URL
@@ -58,6 +59,7 @@ class TestSettings:
             ("echo", "maybe"),
             ("connect_args", "x"),
             ("isolation_level", "CHAOS"),
+            ("isolation_level", "AUTOCOMMIT"),
             ("pool_size", -1),
             ("pool_timeout", 0),
             ("url", "not a url"),
@@ -118,15 +120,33 @@ class TestFromContainer:
         ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite:///file::memory:?uri=true"],
     )
     async def test_in_memory_spellings(self, url: str) -> None:
-        """Every in-memory spelling works, pool options are not passed, data is shared by scopes."""
+        """Every in-memory spelling works on one pooled connection, whatever the pool settings say."""
         container = container_with({"url": url, "pool_size": 3, "max_overflow": 1, "pool_timeout": 5})
         manager = await container.aget(SessionManager)
-        assert isinstance(manager.engine.pool, StaticPool)
+        assert manager.engine.pool.size() == 1  # type: ignore[attr-defined]
+        assert manager.engine.pool._max_overflow == 0  # type: ignore[attr-defined]
         async with manager.transaction() as tx:
             await tx.session.execute(text("CREATE TABLE memory_check (x INTEGER)"))
             await tx.session.execute(text("INSERT INTO memory_check VALUES (1)"))
         async with manager.transaction(read_only=True) as tx:
             assert (await tx.session.execute(text("SELECT x FROM memory_check"))).scalar_one() == 1
+        await container.cleanup_all_async()
+
+    async def test_in_memory_transactions_take_turns(self) -> None:
+        """Concurrent transactions on in-memory SQLite wait for its one connection instead of clashing."""
+        container = container_with({"url": "sqlite+aiosqlite://"})
+        manager = await container.aget(SessionManager)
+        async with manager.transaction() as tx:
+            await tx.session.execute(text("CREATE TABLE turns (task INTEGER)"))
+
+        async def write(task: int) -> None:
+            async with manager.transaction() as tx:
+                await tx.session.execute(text("INSERT INTO turns VALUES (:task)"), {"task": task})
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(write(task) for task in range(5)))
+        async with manager.transaction(read_only=True) as tx:
+            assert (await tx.session.execute(text("SELECT count(*) FROM turns"))).scalar_one() == 5
         await container.cleanup_all_async()
 
     async def test_engine_options_applied(self, tmp_path) -> None:

@@ -96,7 +96,7 @@ class TestConfigurers:
         assert await peek.column("SELECT name FROM container_widgets") == ["w"]
         assert CALLS == ["tables", "later"]
 
-    async def test_failing_hook_names_configurer(self, make_container) -> None:
+    async def test_failing_hook_names_configurer(self, make_container, database_url) -> None:
         """A hook that raises stops start-up with an error naming the configurer."""
 
         @component
@@ -114,6 +114,10 @@ class TestConfigurers:
         assert isinstance(error, ConfigurerError)
         assert error.configurer == "Broken"
         assert "no disk" in str(error)
+        # The failed container's manager is gone: it cannot serve later calls.
+        from pico_sqlalchemy.manager import _running
+
+        assert all(manager.settings.url != database_url for manager in _running)
 
 
 def run_script(source: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:

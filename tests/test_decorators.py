@@ -76,6 +76,7 @@ class TestMistakes:
         [
             ({"propagation": "SOMETIMES"}, "unknown propagation"),
             ({"isolation_level": "SNAPSHOT"}, "unknown isolation_level"),
+            ({"isolation_level": "AUTOCOMMIT"}, "use propagation NOT_SUPPORTED"),
             ({"read_only": "yes"}, "read_only"),
             ({"rollback_for": "ValueError"}, "rollback_for takes exception classes"),
             ({"no_rollback_for": (ValueError, 3)}, "no_rollback_for takes exception classes"),

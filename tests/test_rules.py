@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import pytest
@@ -72,6 +73,19 @@ class Notes:
     @transactional
     async def plain(self, body: str) -> None:
         await write(body)
+
+    @transactional
+    async def outer_catching_expected(self, body: str) -> None:
+        await write(body)
+        with contextlib.suppress(Expected):
+            await self.keep_on_expected(body + "-inner", Expected)
+
+    @transactional(propagation="SUPPORTS", read_only=True)
+    async def read_only_without_transaction(self, how: str) -> None:
+        if how == "orm":
+            get_session().add(Note(body="nope"))
+        else:
+            await get_session().execute(text("INSERT INTO rules_notes (body) VALUES ('nope')"))
 
     @transactional(read_only=True)
     async def read_only_orm_write(self) -> None:
@@ -145,6 +159,11 @@ class TestRollbackRules:
             await (await container.aget(Notes)).keep_on_expected("gone", ValueError)
         assert await bodies(peek) == []
 
+    async def test_joined_scope_uses_its_own_rules(self, container, peek) -> None:
+        """A joined scope's no_rollback_for error leaves the outer transaction free to commit."""
+        await (await container.aget(Notes)).outer_catching_expected("outer")
+        assert await bodies(peek) == ["outer", "outer-inner"]
+
     async def test_nearest_class_in_mro_wins(self, container, peek) -> None:
         """rollback_for=Narrower beats the broader no_rollback_for=Expected for a Narrower error."""
         notes = await container.aget(Notes)
@@ -183,6 +202,13 @@ class TestReadOnly:
             await (await container.aget(Notes)).read_only_text_write()
         message = str(caught.value.orig).lower()
         assert "read-only" in message or "readonly" in message
+        assert await bodies(peek) == []
+
+    @pytest.mark.parametrize("how", ["orm", "sql"])
+    async def test_enforced_without_transaction(self, container, peek, how: str) -> None:
+        """read_only holds in a scope that runs without a transaction too."""
+        with pytest.raises((ReadOnlyTransactionError, DBAPIError)):
+            await (await container.aget(Notes)).read_only_without_transaction(how)
         assert await bodies(peek) == []
 
     async def test_autoflush_is_off(self, container) -> None:

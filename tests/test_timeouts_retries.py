@@ -99,6 +99,15 @@ class Counters:
         get_session().add(Mark(name="in time"))
 
     @transactional
+    async def outer_with_slow_joined_inner(self) -> None:
+        get_session().add(Mark(name="outer"))
+        await self.joined_with_short_timeout()
+
+    @transactional(timeout=0.05)
+    async def joined_with_short_timeout(self) -> None:
+        await asyncio.sleep(0.2)
+
+    @transactional
     async def outer_with_retrying_inner(self) -> None:
         await self.inner_declares_retry()
 
@@ -251,6 +260,11 @@ class TestTimeout:
         assert manager.current is None
         await counters.fast_enough()
         assert await peek.column("SELECT name FROM retry_marks") == ["in time"]
+
+    async def test_timeout_of_joined_scope_is_ignored(self, container, peek) -> None:
+        """A timeout limits the transaction a scope begins; a scope that joins one does not limit it."""
+        await (await container.aget(Counters)).outer_with_slow_joined_inner()
+        assert await peek.column("SELECT name FROM retry_marks") == ["outer"]
 
     async def test_context_manager_timeout(self, container, peek) -> None:
         """manager.transaction(timeout=...) limits the block the same way."""

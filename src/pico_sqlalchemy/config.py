@@ -20,9 +20,9 @@ from .exceptions import ConfigurationError
 
 DEFAULT_URL = "sqlite+aiosqlite:///pico_sqlalchemy.db"
 
-ISOLATION_LEVELS = frozenset(
-    {"AUTOCOMMIT", "READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"}
-)
+# AUTOCOMMIT is not among them: a scope that commits each statement is not a transaction, and
+# its failure could roll nothing back. Scopes without a transaction get it by propagation.
+ISOLATION_LEVELS = frozenset({"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"})
 
 
 def mask_url(url: str) -> str:

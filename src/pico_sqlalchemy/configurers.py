@@ -55,7 +55,9 @@ def run_configurers(manager: SessionManager, configurers: list[DatabaseConfigure
     """Run every configurer once, in ascending priority, whether or not a loop is running here.
 
     Raises:
-        ConfigurerError: When a hook raises; the message names the configurer.
+        ConfigurerError: When a hook raises; the message names the configurer. The manager is
+            disposed first: the container that failed to start cannot clean it up, and later
+            ``@transactional`` calls must not pick it up.
     """
     if not configurers:
         return
@@ -74,6 +76,8 @@ def run_configurers(manager: SessionManager, configurers: list[DatabaseConfigure
                     if inspect.isawaitable(result):
                         asyncio.run(_wait(result))
             except Exception as error:
+                # On this loop, where the in-memory database's connection was opened.
+                asyncio.run(manager.dispose())
                 raise ConfigurerError(type(configurer).__name__, error) from error
 
     try:

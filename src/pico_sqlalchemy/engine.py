@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from .config import DatabaseSettings
 
@@ -52,7 +52,7 @@ def engine_arguments(settings: DatabaseSettings, *, pooled: bool = True) -> tupl
     Args:
         settings: The validated ``database`` section.
         pooled: ``False`` opens a fresh connection for each use and closes it afterwards
-            (``NullPool``); in-memory SQLite keeps its single shared connection regardless.
+            (``NullPool``); in-memory SQLite keeps its single connection regardless.
     """
     url = make_url(settings.url)
     arguments: dict[str, Any] = {
@@ -61,12 +61,16 @@ def engine_arguments(settings: DatabaseSettings, *, pooled: bool = True) -> tupl
         "execution_options": dict(settings.execution_options),
     }
     if settings.isolation_level is not None and not is_sqlite(url):
-        # SQLite levels are applied by the begin listener: SQLAlchemy's own switch for them
-        # would turn the driver's implicit BEGIN back on.
+        # SQLite transactions are always serializable, which the SQL standard allows in place
+        # of any weaker level; SQLAlchemy's own switch would also turn the driver's implicit
+        # BEGIN back on.
         arguments["isolation_level"] = settings.isolation_level
     if is_memory_sqlite(url):
-        # One connection, shared: every new connection would open another empty database.
-        arguments["poolclass"] = StaticPool
+        # Every new connection would open another, empty database: the pool holds exactly one,
+        # and a task waits for it (up to pool_timeout) while another task's transaction runs.
+        arguments.update(
+            poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0, pool_timeout=settings.pool_timeout
+        )
     elif not pooled:
         arguments["poolclass"] = NullPool
     else:
@@ -113,15 +117,17 @@ def transaction_options(
             options[AUTOCOMMIT_OPTION] = True
         return options
     options = {}
+    if dialect_name == "postgresql" and read_only:
+        # PostgreSQL enforces read-only per transaction only, so a read-only scope without a
+        # transaction runs in a read-only one: with nothing written, nothing can be lost.
+        options["postgresql_readonly"] = True
+        autocommit = False
     if autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     elif isolation_level is not None:
         options["isolation_level"] = isolation_level
-    if dialect_name == "postgresql" and not autocommit:
-        if read_only:
-            options["postgresql_readonly"] = True
-        if timeout is not None:
-            options[STATEMENT_TIMEOUT_OPTION] = max(1, int(timeout * 1000))
+    if dialect_name == "postgresql" and timeout is not None and not autocommit:
+        options[STATEMENT_TIMEOUT_OPTION] = max(1, int(timeout * 1000))
     return options
 
 
@@ -136,7 +142,7 @@ def _take_over_sqlite_transactions(engine: AsyncEngine) -> None:
     def _begin(connection: Connection) -> None:
         options = connection.get_execution_options()
         autocommit = options.get(AUTOCOMMIT_OPTION, False)
-        read_only = options.get(READ_ONLY_OPTION, False) and not autocommit
+        read_only = options.get(READ_ONLY_OPTION, False)
         info = connection.connection.info
         # The pragma sticks to the DBAPI connection; change it only when it must flip, as
         # every statement costs a round trip to the driver's thread.

@@ -75,19 +75,15 @@ def _guard_statement(state: ORMExecuteState) -> None:
     if tx is None:
         return
     tx.session  # noqa: B018 - the property raises CrossTaskSessionError for another task
-    # Raw SQL is left to the database, which refuses writes in a read-only transaction.
-    if (
-        tx.definition.read_only
-        and tx.kind is not Kind.NONE
-        and (state.is_insert or state.is_update or state.is_delete)
-    ):
+    # Raw SQL is left to the database, which refuses writes in a read-only scope.
+    if tx.definition.read_only and (state.is_insert or state.is_update or state.is_delete):
         raise ReadOnlyTransactionError(type(state.statement).__name__.upper())
 
 
 @event.listens_for(GuardedSession, "before_flush")
 def _guard_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
     tx: Transaction | None = session.info.get(_TX_KEY)
-    read_only = tx is not None and tx.definition.read_only and tx.kind is not Kind.NONE
+    read_only = tx is not None and tx.definition.read_only
     if read_only and (session.new or session.dirty or session.deleted):
         raise ReadOnlyTransactionError("flush of pending changes")
 
@@ -212,16 +208,16 @@ class SessionManager:
         if scope[0].kind is _SAVEPOINT and scope[1] is not None:
             await self._open_savepoint(scope)
         try:
-            if definition.timeout is not None and scope[0].kind is _PHYSICAL:
+            if definition.timeout is not None and scope[1] is not None and scope[0].kind is _PHYSICAL:
                 result = await _within_timeout(definition, function(*args, **kwargs))
             else:
                 result = await function(*args, **kwargs)
         except BaseException as error:
-            pending = self._exit(scope, error)
+            pending = self._exit(definition, scope, error)
             if pending is not None:
                 await pending
             raise
-        pending = self._exit(scope, None)
+        pending = self._exit(definition, scope, None)
         if pending is not None:
             await pending
         return result
@@ -312,12 +308,18 @@ class SessionManager:
             self._current.reset(token)
             raise
 
-    def _exit(self, scope: _Scope, error: BaseException | None) -> Coroutine[Any, Any, None] | None:
-        """End the scope; return a coroutine to await when ending it needs the database."""
+    def _exit(
+        self, definition: TransactionDefinition, scope: _Scope, error: BaseException | None
+    ) -> Coroutine[Any, Any, None] | None:
+        """End the scope; return a coroutine to await when ending it needs the database.
+
+        A joined scope judges its error by its own rules: a ``no_rollback_for`` error leaves the
+        transaction it joined alone.
+        """
         tx, token, scope_entry = scope
         if token is None:
             tx.joined -= 1
-            if error is not None and tx.kind is not _NONE and tx.definition.rolls_back_on(error):
+            if error is not None and tx.kind is not _NONE and definition.rolls_back_on(error):
                 tx.mark_failed_inner_scope()
             return None
         if (
@@ -408,8 +410,8 @@ class SessionManager:
 
     def _new_session(self, tx: Transaction) -> AsyncSession:
         definition = tx.definition
-        autocommit = tx.kind is Kind.NONE
-        read_only = definition.read_only and not autocommit
+        autocommit = tx.kind is _NONE
+        read_only = definition.read_only
         session = AsyncSession(
             bind=self._bind(
                 read_only,
@@ -461,7 +463,7 @@ class TransactionContext:
         if tx.kind is _SAVEPOINT and scope[1] is not None:
             await self._manager._open_savepoint(scope)
         limit = self._definition.timeout
-        if limit is not None and tx.kind is Kind.PHYSICAL:
+        if limit is not None and scope[1] is not None and tx.kind is _PHYSICAL:
             self._deadline = asyncio.timeout(limit)
             await self._deadline.__aenter__()
         return tx
@@ -482,11 +484,11 @@ class TransactionContext:
                 limit = self._definition.timeout
                 assert limit is not None
                 timeout_error = TransactionTimeoutError(self._definition.name, limit)
-                pending = self._manager._exit(scope, timeout_error)
+                pending = self._manager._exit(self._definition, scope, timeout_error)
                 if pending is not None:
                     await pending
                 raise timeout_error from expired
-        pending = self._manager._exit(scope, error)
+        pending = self._manager._exit(self._definition, scope, error)
         if pending is not None:
             await pending
 

@@ -110,6 +110,12 @@ class TransactionDefinition:
         """Validate user options and build a definition; errors name ``owner``."""
         if not isinstance(read_only, bool):
             raise DeclarationError(owner, f"read_only must be True or False, got {read_only!r}.")
+        if isolation_level == "AUTOCOMMIT":
+            raise DeclarationError(
+                owner,
+                "isolation_level AUTOCOMMIT would commit each statement and roll nothing back; "
+                "use propagation NOT_SUPPORTED for a scope that runs without a transaction.",
+            )
         if isolation_level is not None and isolation_level not in ISOLATION_LEVELS:
             raise DeclarationError(
                 owner,
