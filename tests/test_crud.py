@@ -13,7 +13,6 @@ from sqlalchemy.exc import IntegrityError
 from pico_sqlalchemy import (
     AppBase,
     CrudRepository,
-    DatabaseConfigurer,
     DeclarationError,
     Mapped,
     Page,
@@ -27,6 +26,7 @@ from pico_sqlalchemy import (
     transactional,
 )
 from pico_sqlalchemy.decorators import TRANSACTIONAL_ATTRIBUTE
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 
@@ -45,16 +45,6 @@ class Seat(AppBase):
     row: Mapped[str] = mapped_column(String(2), primary_key=True)
     number: Mapped[int] = mapped_column(primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(40), nullable=True)
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: Any) -> None:
-        async with engine.begin() as connection:
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 @repository

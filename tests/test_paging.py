@@ -6,13 +6,11 @@ import sys
 from typing import Any
 
 import pytest
-from pico_ioc import component
 from sqlalchemy import Integer, String, event, insert
 
 from pico_sqlalchemy import (
     AppBase,
     CrudRepository,
-    DatabaseConfigurer,
     Mapped,
     Page,
     PageRequest,
@@ -26,6 +24,7 @@ from pico_sqlalchemy import (
     repository,
     transactional,
 )
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 ROWS = 10_000
@@ -36,16 +35,6 @@ class Item(AppBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(20))
     grp: Mapped[int] = mapped_column("group_no", Integer)
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: Any) -> None:
-        async with engine.begin() as connection:
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 def item_values(index: int) -> dict[str, Any]:

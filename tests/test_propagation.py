@@ -11,7 +11,6 @@ from sqlalchemy import String, select, text
 
 from pico_sqlalchemy import (
     AppBase,
-    DatabaseConfigurer,
     IllegalTransactionStateError,
     Mapped,
     SessionManager,
@@ -20,6 +19,7 @@ from pico_sqlalchemy import (
     mapped_column,
     transactional,
 )
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 
@@ -28,16 +28,6 @@ class Entry(AppBase):
     __tablename__ = "propagation_entries"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80))
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: object) -> None:
-        async with engine.begin() as connection:  # type: ignore[attr-defined]
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 class Boom(Exception):

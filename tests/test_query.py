@@ -15,7 +15,6 @@ from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 
 from pico_sqlalchemy import (
     AppBase,
-    DatabaseConfigurer,
     DeclarationError,
     Mapped,
     Page,
@@ -32,6 +31,7 @@ from pico_sqlalchemy import (
 from pico_sqlalchemy.decorators import TRANSACTIONAL_ATTRIBUTE
 from pico_sqlalchemy.query import QueryPlan, Shape
 from pico_sqlalchemy.repository import PLAN_ATTRIBUTE
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 
@@ -48,16 +48,6 @@ class Pet(AppBase):
     __tablename__ = "query_pets"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(40))
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: Any) -> None:
-        async with engine.begin() as connection:
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 @repository(entity=Person)

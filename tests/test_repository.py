@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Any
 
 import pytest
 from pico_ioc import PicoContainer, cleanup, component
@@ -13,7 +12,6 @@ from sqlalchemy import String, select
 from pico_sqlalchemy import (
     AppBase,
     CrudRepository,
-    DatabaseConfigurer,
     DeclarationError,
     Mapped,
     NoActiveSessionError,
@@ -25,6 +23,7 @@ from pico_sqlalchemy import (
     transactional,
 )
 from pico_sqlalchemy.decorators import TRANSACTIONAL_ATTRIBUTE
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 
@@ -39,16 +38,6 @@ class AuditLine(AppBase):
     __tablename__ = "repo_audit"
     id: Mapped[int] = mapped_column(primary_key=True)
     note: Mapped[str] = mapped_column(String(80))
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: Any) -> None:
-        async with engine.begin() as connection:
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 class Auditing:

@@ -12,7 +12,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pico_sqlalchemy import (
     AppBase,
-    DatabaseConfigurer,
     Mapped,
     ReadOnlyTransactionError,
     SessionManager,
@@ -20,6 +19,7 @@ from pico_sqlalchemy import (
     mapped_column,
     transactional,
 )
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 
@@ -28,16 +28,6 @@ class Note(AppBase):
     __tablename__ = "rules_notes"
     id: Mapped[int] = mapped_column(primary_key=True)
     body: Mapped[str] = mapped_column(String(80), unique=True)
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: object) -> None:
-        async with engine.begin() as connection:  # type: ignore[attr-defined]
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 class Expected(Exception):

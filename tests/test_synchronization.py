@@ -13,7 +13,6 @@ from sqlalchemy import String
 
 from pico_sqlalchemy import (
     AppBase,
-    DatabaseConfigurer,
     DeclarationError,
     IllegalTransactionStateError,
     Mapped,
@@ -30,6 +29,7 @@ from pico_sqlalchemy import (
     transactional,
     transactional_event_listener,
 )
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 
@@ -38,16 +38,6 @@ class Signup(AppBase):
     __tablename__ = "sync_signups"
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(80))
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: object) -> None:
-        async with engine.begin() as connection:  # type: ignore[attr-defined]
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 @dataclass(frozen=True)

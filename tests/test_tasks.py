@@ -12,7 +12,6 @@ from sqlalchemy import String, func, select, text
 from pico_sqlalchemy import (
     AppBase,
     CrossTaskSessionError,
-    DatabaseConfigurer,
     IllegalTransactionStateError,
     Mapped,
     SessionManager,
@@ -20,6 +19,7 @@ from pico_sqlalchemy import (
     mapped_column,
     transactional,
 )
+from support import CreateTables  # noqa: F401 - the container scans it from this module
 
 MODULE = sys.modules[__name__]
 
@@ -28,16 +28,6 @@ class Event(AppBase):
     __tablename__ = "tasks_events"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80))
-
-
-@component
-class CreateTables(DatabaseConfigurer):
-    def __init__(self, base: AppBase) -> None:
-        self.base = base
-
-    async def configure_database(self, engine: object) -> None:
-        async with engine.begin() as connection:  # type: ignore[attr-defined]
-            await connection.run_sync(self.base.metadata.create_all)
 
 
 async def write(name: str) -> None:

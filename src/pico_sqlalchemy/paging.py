@@ -112,7 +112,38 @@ class PageRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Slice(Generic[T]):
+class _Window(Generic[T]):
+    """What a Page and a Slice share: the rows and the request that produced them."""
+
+    content: list[T]
+    request: PageRequest
+
+    @property
+    def page(self) -> int:
+        """Number of this window, starting at 0."""
+        return self.request.page
+
+    @property
+    def size(self) -> int:
+        """Requested number of rows per window."""
+        return self.request.size
+
+    @property
+    def is_first(self) -> bool:
+        """Whether this is window 0."""
+        return self.request.page == 0
+
+    @property
+    def has_previous(self) -> bool:
+        """Whether a window precedes this one."""
+        return self.request.page > 0
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class Slice(_Window[T]):
     """A window of results that knows whether more follow, without counting them.
 
     Attributes:
@@ -121,41 +152,16 @@ class Slice(Generic[T]):
         has_next: Whether at least one row follows this slice.
     """
 
-    content: list[T]
-    request: PageRequest
     has_next: bool
-
-    @property
-    def page(self) -> int:
-        """Number of this slice, starting at 0."""
-        return self.request.page
-
-    @property
-    def size(self) -> int:
-        """Requested number of rows per slice."""
-        return self.request.size
-
-    @property
-    def is_first(self) -> bool:
-        """Whether this is slice 0."""
-        return self.request.page == 0
 
     @property
     def is_last(self) -> bool:
         """Whether no row follows this slice."""
         return not self.has_next
 
-    @property
-    def has_previous(self) -> bool:
-        """Whether a slice precedes this one."""
-        return self.request.page > 0
-
-    def __len__(self) -> int:
-        return len(self.content)
-
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
+class Page(_Window[T]):
     """One page of results and the total they were taken from.
 
     Attributes:
@@ -164,29 +170,12 @@ class Page(Generic[T]):
         total_elements: Rows matching the query across all pages.
     """
 
-    content: list[T]
-    request: PageRequest
     total_elements: int
-
-    @property
-    def page(self) -> int:
-        """Number of this page, starting at 0."""
-        return self.request.page
-
-    @property
-    def size(self) -> int:
-        """Requested number of rows per page."""
-        return self.request.size
 
     @property
     def total_pages(self) -> int:
         """Number of pages; 0 when nothing matched."""
         return -(-self.total_elements // self.request.size)
-
-    @property
-    def is_first(self) -> bool:
-        """Whether this is page 0."""
-        return self.request.page == 0
 
     @property
     def is_last(self) -> bool:
@@ -197,14 +186,6 @@ class Page(Generic[T]):
     def has_next(self) -> bool:
         """Whether a page follows this one."""
         return not self.is_last
-
-    @property
-    def has_previous(self) -> bool:
-        """Whether a page precedes this one."""
-        return self.request.page > 0
-
-    def __len__(self) -> int:
-        return len(self.content)
 
 
 @dataclass(frozen=True, slots=True)
