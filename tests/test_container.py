@@ -279,3 +279,11 @@ class TestSeveralContainers:
         await container.cleanup_all_async()
         pool = manager.engine.pool
         assert pool.checkedin() == 0  # type: ignore[attr-defined]
+
+
+def test_pico_boot_entry_point() -> None:
+    """The package registers itself for pico-boot's module discovery."""
+    from importlib.metadata import entry_points
+
+    found = {entry.name: entry.value for entry in entry_points(group="pico_boot.modules")}
+    assert found.get("pico_sqlalchemy") == "pico_sqlalchemy"
