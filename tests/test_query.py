@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import sys
 import typing
@@ -75,6 +76,9 @@ class People:
 
     @query(expr="id IN :ids ORDER BY id")
     async def with_ids(self, ids: list[int]) -> list[Person]: ...
+
+    @query(expr="username IN :names ORDER BY username")
+    async def with_names(self, names: tuple[str, ...]) -> list[Person]: ...
 
     @query(sql="SELECT username AS name, age FROM query_people WHERE city = :city ORDER BY username")
     async def records(self, city: str) -> list[Record]: ...
@@ -215,6 +219,12 @@ class TestEntityResults:
         ids = [p.id for p in await people.adults()]
         assert [p.id for p in await people.with_ids(ids)] == sorted(ids)
         assert await people.with_ids([]) == []
+
+    async def test_empty_text_list_compares_with_its_type(self, make_container) -> None:
+        """An empty IN list of strings is typed by the annotation, so PostgreSQL accepts it too."""
+        _, people = await start(make_container)
+        assert [p.username for p in await people.with_names(("ann", "bob"))] == ["ann", "bob"]
+        assert await people.with_names(()) == []
 
     async def test_raw_sql_mapped_to_entities(self, make_container) -> None:
         """A full statement annotated with the entity gives model instances."""
@@ -392,6 +402,40 @@ def declaration_error(build: Any) -> DeclarationError:
 
 class TestDeclarationMistakes:
     """Every mistake fails when the class is decorated, naming the method."""
+
+    @pytest.mark.parametrize("annotation", ["set[int]", "frozenset[int]", "Iterable[int]"])
+    def test_unordered_in_list_refused(self, annotation: str) -> None:
+        """An IN argument the driver cannot index is refused, saying to use list or tuple."""
+        source = (
+            "@repository(entity=Person)\n"
+            "class Repo:\n"
+            "    @query(expr='id IN :ids')\n"
+            f"    async def find(self, ids: {annotation}) -> list[Person]: ...\n"
+        )
+
+        def build() -> None:
+            exec(source, {**globals(), "Iterable": collections.abc.Iterable})
+
+        error = declaration_error(build)
+        assert error.target.endswith("Repo.find")
+        assert "list[...] or tuple[...]" in error.problem
+
+    @pytest.mark.parametrize("returns", ["int", "bool", "Page[Person]"])
+    def test_order_by_in_expr_refused_where_it_cannot_apply(self, returns: str) -> None:
+        """ORDER BY in expr= fails at declaration for counts, existence checks and pages."""
+        source = (
+            "@repository(entity=Person)\n"
+            "class Repo:\n"
+            "    @query(expr='city = :city ORDER BY age')\n"
+            f"    async def find(self, city: str{', request: PageRequest' if 'Page' in returns else ''})"
+            f" -> {returns}: ...\n"
+        )
+
+        def build() -> None:
+            exec(source, globals())
+
+        error = declaration_error(build)
+        assert "ORDER BY" in error.problem
 
     def test_unknown_parameter(self) -> None:
         """A :param with no matching argument fails when @query is applied."""

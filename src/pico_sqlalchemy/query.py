@@ -73,7 +73,24 @@ _SCALAR_TYPES = (
     datetime.timedelta,
     uuid.UUID,
 )
-_COLLECTIONS = (list, tuple, set, frozenset, abc.Sequence, abc.Set, abc.Collection, abc.Iterable)
+# Arguments bound as IN (...): the driver needs a value it can index, so sets and iterables are
+# refused at declaration rather than failing on every call.
+_SEQUENCES = (list, tuple, abc.Sequence)
+_UNORDERED = (set, frozenset, abc.Set, abc.Collection, abc.Iterable)
+# The type of an IN list's elements, so that an empty list still compares with the right type.
+_ELEMENT_TYPES: dict[Any, type[sqlalchemy.types.TypeEngine[Any]]] = {
+    str: sqlalchemy.String,
+    int: sqlalchemy.Integer,
+    float: sqlalchemy.Float,
+    bool: sqlalchemy.Boolean,
+    bytes: sqlalchemy.LargeBinary,
+    decimal.Decimal: sqlalchemy.Numeric,
+    datetime.datetime: sqlalchemy.DateTime,
+    datetime.date: sqlalchemy.Date,
+    datetime.time: sqlalchemy.Time,
+    uuid.UUID: sqlalchemy.Uuid,
+}
+_ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 _SHAPES_HELP = (
     "Use the entity (or `Entity | None`), list[Entity], Page[Entity], Slice[Entity], int or bool"
     "; raw sql may also return a scalar type, Record, Row or dict, alone or in a list."
@@ -270,11 +287,19 @@ def compile_query(declaration: QueryDeclaration, model: EntityModel | None, owne
     page_parameter = _page_parameter(declaration, hints)
     _check_arguments(declaration, shape, page_parameter)
 
+    ordered_expr = declaration.expr is not None and _ORDER_BY.search(declaration.expr)
+    if ordered_expr and shape not in (Shape.ENTITY, Shape.ENTITIES):
+        raise DeclarationError(
+            owner,
+            f"expr= holds ORDER BY, but the method returns {shape.value}, whose statement is built "
+            "around the clause; remove it (pages are ordered by the Sort of their PageRequest).",
+        )
+
     clause = text(declaration.expr if declaration.expr is not None else declaration.sql or "")
-    expanding: list[BindParameter[Any]] = [
-        bindparam(name, expanding=True)
+    expanding = [
+        parameter
         for name in declaration.bind_names
-        if typing.get_origin(hints.get(name)) in _COLLECTIONS or hints.get(name) in _COLLECTIONS
+        if (parameter := _in_list(name, hints.get(name), owner)) is not None
     ]
     if expanding:
         clause = clause.bindparams(*expanding)
@@ -411,6 +436,20 @@ def _page_parameter(declaration: QueryDeclaration, hints: dict[str, Any]) -> str
     if len(found) > 1:
         raise DeclarationError(owner, f"only one PageRequest argument is allowed, got {', '.join(found)}.")
     return found[0] if found else None
+
+
+def _in_list(name: str, hint: Any, owner: str) -> BindParameter[Any] | None:
+    """Return an expanding bind parameter for a sequence argument, typed by its elements."""
+    origin = typing.get_origin(hint) or hint
+    if origin in _UNORDERED:
+        raise DeclarationError(
+            owner, f"argument {name!r} is a {origin.__name__}; annotate IN lists as list[...] or tuple[...]."
+        )
+    if origin not in _SEQUENCES:
+        return None
+    arguments = typing.get_args(hint)
+    element_type = _ELEMENT_TYPES.get(arguments[0]) if arguments else None
+    return bindparam(name, expanding=True, type_=element_type() if element_type else None)
 
 
 def _check_arguments(declaration: QueryDeclaration, shape: Shape, page_parameter: str | None) -> None:
