@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import enum
 import inspect
 import sys
 import typing
@@ -11,11 +12,12 @@ from typing import Any
 
 import pytest
 from pico_ioc import component
-from sqlalchemy import Integer, Row, String, event
+from sqlalchemy import Enum, Integer, Row, String, event
 from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 
 from pico_sqlalchemy import (
     AppBase,
+    CrudRepository,
     DeclarationError,
     Mapped,
     Page,
@@ -164,6 +166,38 @@ class Census:
         return await method(*arguments.get(finder, ("Oslo",)))
 
 
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Shade(enum.StrEnum):
+    LIGHT = "light-shade"
+    DARK = "dark-shade"
+
+
+class Pen(AppBase):
+    __tablename__ = "query_pens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    color: Mapped[Color] = mapped_column(Enum(Color, native_enum=False))
+    # Stored by value instead of by name: the finder must follow the column's choice.
+    shade: Mapped[Shade] = mapped_column(
+        Enum(Shade, native_enum=False, values_callable=lambda shades: [shade.value for shade in shades])
+    )
+
+
+@repository(entity=Pen)
+class Pens(CrudRepository[Pen]):
+    @query(expr="color = :color ORDER BY id")
+    async def by_color(self, color: Color) -> list[Pen]: ...
+
+    @query(expr="shade = :shade ORDER BY id")
+    async def by_shade(self, shade: Shade) -> list[Pen]: ...
+
+    @query(expr="color IN :colors ORDER BY id")
+    async def by_colors(self, colors: list[Color]) -> list[Pen]: ...
+
+
 async def start(make_container: Any) -> tuple[Any, People]:
     container = await make_container([MODULE])
     people = await container.aget(People)
@@ -219,6 +253,18 @@ class TestEntityResults:
         ids = [p.id for p in await people.adults()]
         assert [p.id for p in await people.with_ids(ids)] == sorted(ids)
         assert await people.with_ids([]) == []
+
+    async def test_enum_arguments_bind_like_their_column(self, make_container) -> None:
+        """Enum arguments reach the database as the column stores them, by name or by value."""
+        container = await make_container([MODULE])
+        pens = await container.aget(Pens)
+        await pens.save_all(
+            [Pen(color=Color.RED, shade=Shade.DARK), Pen(color=Color.BLUE, shade=Shade.LIGHT)]
+        )
+        assert [pen.color for pen in await pens.by_color(Color.RED)] == [Color.RED]
+        assert [pen.shade for pen in await pens.by_shade(Shade.LIGHT)] == [Shade.LIGHT]
+        assert len(await pens.by_colors([Color.RED, Color.BLUE])) == 2
+        assert await pens.by_colors([]) == []
 
     async def test_empty_text_list_compares_with_its_type(self, make_container) -> None:
         """An empty IN list of strings is typed by the annotation, so PostgreSQL accepts it too."""

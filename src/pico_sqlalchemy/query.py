@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections.abc as abc
 import datetime
 import decimal
+import enum
 import functools
 import inspect
 import re
@@ -299,7 +300,7 @@ def compile_query(declaration: QueryDeclaration, model: EntityModel | None, owne
     expanding = [
         parameter
         for name in declaration.bind_names
-        if (parameter := _in_list(name, hints.get(name), owner)) is not None
+        if (parameter := _typed_parameter(name, hints.get(name), owner, model)) is not None
     ]
     if expanding:
         clause = clause.bindparams(*expanding)
@@ -438,18 +439,36 @@ def _page_parameter(declaration: QueryDeclaration, hints: dict[str, Any]) -> str
     return found[0] if found else None
 
 
-def _in_list(name: str, hint: Any, owner: str) -> BindParameter[Any] | None:
-    """Return an expanding bind parameter for a sequence argument, typed by its elements."""
+def _typed_parameter(
+    name: str, hint: Any, owner: str, model: EntityModel | None
+) -> BindParameter[Any] | None:
+    """Return the bind parameter an argument needs beyond the default, or ``None``.
+
+    A sequence becomes an expanding ``IN`` list, typed by its elements so that an empty list
+    still compares with the right type; an enum is typed like the column that stores it.
+    """
     origin = typing.get_origin(hint) or hint
     if origin in _UNORDERED:
         raise DeclarationError(
             owner, f"argument {name!r} is a {origin.__name__}; annotate IN lists as list[...] or tuple[...]."
         )
-    if origin not in _SEQUENCES:
-        return None
-    arguments = typing.get_args(hint)
-    element_type = _ELEMENT_TYPES.get(arguments[0]) if arguments else None
-    return bindparam(name, expanding=True, type_=element_type() if element_type else None)
+    if origin in _SEQUENCES:
+        arguments = typing.get_args(hint)
+        return bindparam(name, expanding=True, type_=_value_type(arguments[0], model) if arguments else None)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return bindparam(name, type_=_value_type(hint, model))
+    return None
+
+
+def _value_type(python_type: Any, model: EntityModel | None) -> sqlalchemy.types.TypeEngine[Any] | None:
+    if isinstance(python_type, type) and issubclass(python_type, enum.Enum):
+        # The column that stores this enum knows whether names or values reach the database.
+        for column in model.columns.values() if model is not None else ():
+            if getattr(column.type, "enum_class", None) is python_type:
+                return column.type  # type: ignore[no-any-return]
+        return sqlalchemy.Enum(python_type)
+    element_type = _ELEMENT_TYPES.get(python_type)
+    return element_type() if element_type is not None else None
 
 
 def _check_arguments(declaration: QueryDeclaration, shape: Shape, page_parameter: str | None) -> None:
