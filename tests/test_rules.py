@@ -271,3 +271,20 @@ class TestCleanAfterFailure:
         assert manager.current is None
         await (await container.aget(Notes)).plain("after")
         assert await bodies(peek) == ["after", "dup"]
+
+
+async def test_foreign_keys_enforced(container, peek) -> None:
+    """A dangling foreign key is refused on both backends (SQLite's enforcement is switched on)."""
+    manager = await container.aget(SessionManager)
+    async with manager.transaction() as tx:
+        await tx.session.execute(text("CREATE TABLE rules_parent (id INTEGER PRIMARY KEY)"))
+        await tx.session.execute(
+            text(
+                "CREATE TABLE rules_child"
+                " (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES rules_parent (id))"
+            )
+        )
+    with pytest.raises(IntegrityError):
+        async with manager.transaction() as tx:
+            await tx.session.execute(text("INSERT INTO rules_child (id, parent_id) VALUES (1, 99)"))
+    assert await peek.scalar("SELECT count(*) FROM rules_child") == 0

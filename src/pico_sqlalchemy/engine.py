@@ -7,7 +7,8 @@ How each dialect gets read-only, isolation and non-transactional (autocommit) co
 * **SQLite** (aiosqlite): the driver's implicit transaction handling is switched off and this
   module emits ``BEGIN`` itself. That makes SAVEPOINTs work (the driver otherwise commits
   behind SQLAlchemy's back), lets a read-only transaction set ``PRAGMA query_only`` and lets a
-  non-transactional scope run each statement in autocommit.
+  non-transactional scope run each statement in autocommit. Foreign keys are enforced
+  (``PRAGMA foreign_keys = ON`` on every new connection).
 """
 
 from __future__ import annotations
@@ -135,8 +136,12 @@ def _take_over_sqlite_transactions(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
-    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        # Off by default in SQLite; on here, so that a schema behaves as it does on PostgreSQL.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
 
     @event.listens_for(sync_engine, "begin")
     def _begin(connection: Connection) -> None:
