@@ -395,7 +395,7 @@ def build_cases(raw: Raw, hand: HandWritten, ours: Ours, quick: bool, per_task: 
             f"4. {tasks} tasks x {per_task} tx, pool of 10",
             "tx/s",
             n=tasks * per_task,
-            repeats=1 if quick else 3,
+            repeats=1 if quick else 5,
             variants={
                 "raw": concurrent(raw.concurrent_one, tasks),
                 "hand": concurrent(hand.insert_select, tasks),
@@ -457,17 +457,22 @@ TARGETS = {
 }
 
 
+# Run to run, the medians of the SQLAlchemy variants move by a few percent on a 2-core machine.
+NOISE = 0.03
+
+
 def verdict(case: Case, medians: dict[str, float]) -> str:
+    """``met``, ``par`` (missed by less than the noise between runs) or ``MISSED``."""
     ours, hand, raw = medians["ours"], medians["hand"], medians["raw"]
-    if case.key == "insert+select":
-        met = ours <= hand
-    elif case.key == "finder":
-        met = ours <= hand and ours <= 1.5 * raw
-    elif case.key == "no-db":
-        met = ours * 1e6 < 5
-    else:
-        met = ours <= hand  # seconds per transaction: lower means more tx/s
-    return "met" if met else "MISSED"
+    if case.key == "no-db":
+        return "met" if ours * 1e6 < 5 else "MISSED"
+    # Seconds per operation throughout: for case 4, lower means more transactions per second.
+    ratio = ours / hand
+    if case.key == "finder" and ours > 1.5 * raw:
+        return "MISSED"
+    if ratio <= 1:
+        return "met"
+    return "par" if ratio <= 1 + NOISE else "MISSED"
 
 
 def _micros(seconds: float) -> str:
@@ -536,6 +541,7 @@ async def main(arguments: argparse.Namespace) -> None:
         "\nCase 4: median throughput (higher is better); ratios are ours/hand-written and ours/raw "
         "throughput.\nCase 3's raw column is a plain async function call; its hand-written column is an "
         "empty `async with factory() as s, s.begin():`."
+        f"\nVerdict 'par': ours/hand-written above 1.00x by less than the run-to-run noise ({NOISE:.0%})."
         f"\nTotal {time.perf_counter() - started:.0f} s."
     )
 
