@@ -512,12 +512,6 @@ class TestPropagationModel:
 
 # -- a savepoint that cannot be released -----------------------------------------------------------
 
-RELEASE_BUG = (
-    "known bug: when releasing a savepoint fails (its implicit flush, or a lost connection), "
-    "SessionManager._end_savepoint re-raises without rolling the savepoint back, so the session stays "
-    "in the failed nested transaction and the outer scope cannot go on"
-)
-
 
 class Unique(AppBase):
     __tablename__ = "reliability_unique"
@@ -544,13 +538,10 @@ class InsertIfNew:
 
 
 class TestSavepointRelease:
-    @pytest.mark.xfail(strict=True, reason=RELEASE_BUG)
     async def test_outer_goes_on_when_the_release_fails(self, backend, container, peek) -> None:
         """An insert that fails as its savepoint is released rolls back only the savepoint."""
         # The outer scope catches the IntegrityError and goes on, as SQLAlchemy's own
         # `async with session.begin_nested():` allows.
-        # Today: SAWarning "Session's state has been changed on a non-active transaction" on the
-        # next add(), then PendingRollbackError; nothing commits.
         await (await container.aget(InsertIfNew)).insert_twice_then_more()
         assert sorted(await peek.column("SELECT name FROM reliability_unique")) == ["a", "b"]
 
@@ -705,7 +696,6 @@ class TestServerGoesAway:
         await marks.write("next")
         assert await labels(peek) == ["next"]
 
-    @pytest.mark.xfail(strict=True, reason=RELEASE_BUG)
     async def test_killed_in_a_savepoint(self, make_container, peek) -> None:
         """A connection killed in a savepoint: an outer scope that caught the error fails clearly next."""
         # The savepoint's caller gets the connection error; the outer scope that caught it and

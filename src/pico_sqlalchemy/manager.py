@@ -383,16 +383,23 @@ class SessionManager:
 
     async def _end_savepoint(self, tx: Transaction, error: BaseException | None) -> None:
         release = error is None or not tx.definition.rolls_back_on(error)
+        released = release and not tx.rollback_only
         savepoint = tx.savepoint
         assert savepoint is not None
         try:
-            await _run_to_completion(
-                savepoint.commit() if release and not tx.rollback_only else savepoint.rollback()
-            )
+            await _run_to_completion(savepoint.commit() if released else savepoint.rollback())
         except BaseException:
-            tx.root.mark_failed_inner_scope()
+            # A release can fail, typically on a constraint when pending objects are flushed:
+            # then the savepoint is rolled back, as for any failure inside it, and the outer
+            # transaction goes on. Only a savepoint that cannot be rolled back dooms it.
+            if released:
+                try:
+                    await _run_to_completion(savepoint.rollback())
+                except BaseException:
+                    tx.root.mark_failed_inner_scope()
+            else:
+                tx.root.mark_failed_inner_scope()
             raise
-        released = release and not tx.rollback_only
         if released and tx.synchronizations:
             # Work that was undone does not announce itself: callbacks of a rolled back
             # savepoint are dropped; those of a released one wait for the outer commit.
