@@ -76,6 +76,8 @@ class Binder:
     keyword: frozenset[str]
     defaults: Mapping[str, Any]
     required: frozenset[str]
+    all_positional: bool
+    """Every parameter can be passed by position, so a call passing all of them needs no checks."""
 
     @classmethod
     def of(cls, function: Callable[..., Any], owner: str) -> Binder:
@@ -85,7 +87,14 @@ class Binder:
         keyword = frozenset(p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY)
         defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
         required = frozenset(p.name for p in parameters) - defaults.keys()
-        return cls(owner, positional, keyword, types.MappingProxyType(defaults), required)
+        return cls(
+            owner,
+            positional,
+            keyword,
+            types.MappingProxyType(defaults),
+            required,
+            len(positional) == len(parameters),
+        )
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Return every parameter's value for a call; ``args[0]`` is the repository instance.
@@ -94,6 +103,8 @@ class Binder:
             TypeError: For too many, missing, unknown or repeated arguments.
         """
         given = len(args) - 1  # args[0] is the repository instance
+        if not kwargs and given == len(self.positional) and self.all_positional:
+            return dict(zip(self.positional, args[1:], strict=True))
         if given > len(self.positional):
             raise TypeError(f"{self.owner}() takes {len(self.positional)} argument(s) but {given} were given")
         values = dict(self.defaults)

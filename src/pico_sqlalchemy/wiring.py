@@ -21,22 +21,16 @@ _scope_ids = itertools.count(1)
 class TransactionScope:
     """Activates and cleans up pico-ioc's ``transaction`` scope for one container."""
 
-    __slots__ = ("_container", "_in_use")
+    __slots__ = ("_container", "in_use")
 
     def __init__(self, container: PicoContainer | None) -> None:
         self._container = container
-        self._in_use: bool | None = None
-
-    @property
-    def in_use(self) -> bool:
-        """Whether any component lives in the scope; computed once, as the set is fixed at start."""
-        if self._in_use is None:
-            container = self._container
-            self._in_use = container is not None and any(
-                (md := container.metadata_for(key)) is not None and md.scope == SCOPE
-                for key in container.keys()  # noqa: SIM118 - a container method, not a dict
-            )
-        return self._in_use
+        # Whether any component lives in the scope. The registrations are complete before the
+        # container builds its first component, so this is decided once, here.
+        self.in_use = container is not None and any(
+            (md := container.metadata_for(key)) is not None and md.scope == SCOPE
+            for key in container.keys()  # noqa: SIM118 - a container method, not a dict
+        )
 
     def enter(self) -> tuple[int, Any]:
         """Activate a fresh scope id in the current context; return what :meth:`exit` needs."""
