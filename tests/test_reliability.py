@@ -706,8 +706,6 @@ class TestServerGoesAway:
         victim = await container.aget(Victim)
         errors: list[BaseException] = []
 
-        # Today: InvalidRequestError "This session is in 'prepared' state", as the savepoint that
-        # failed to release is still the session's transaction.
         with pytest.raises(PendingRollbackError):
             await victim.outer_catching("killed_in_savepoint", errors)
         assert len(errors) == 1
