@@ -617,6 +617,17 @@ class PeekHolder:
     peek: Any = None
 
 
+async def start_victim(make_container: Any, peek: Any) -> tuple[SessionManager, Victim, Marks]:
+    """A container on a pool of two whose Victim can kill its own connection through ``peek``."""
+    container = await make_container([MODULE], pool_size=2, max_overflow=0)
+    (await container.aget(PeekHolder)).peek = peek
+    return (
+        await container.aget(SessionManager),
+        await container.aget(Victim),
+        await container.aget(Marks),
+    )
+
+
 def assert_connection_lost(error: BaseException) -> None:
     """The caller sees SQLAlchemy's own error for a dropped connection, flagged as such."""
     assert isinstance(error, DBAPIError), f"expected a DBAPIError, got {type(error).__name__}: {error}"
@@ -664,11 +675,7 @@ class TestServerGoesAway:
 
     async def test_killed_mid_transaction(self, make_container, peek) -> None:
         """A connection killed between two statements: the error reaches the caller, nothing commits."""
-        container = await make_container([MODULE], pool_size=2, max_overflow=0)
-        manager = await container.aget(SessionManager)
-        (await container.aget(PeekHolder)).peek = peek
-        victim = await container.aget(Victim)
-        marks = await container.aget(Marks)
+        manager, victim, marks = await start_victim(make_container, peek)
 
         with pytest.raises(DBAPIError) as caught:
             await victim.killed_mid_transaction("doomed")
@@ -681,11 +688,7 @@ class TestServerGoesAway:
 
     async def test_killed_before_commit(self, make_container, peek) -> None:
         """A connection killed after the last statement: the commit fails clearly, nothing commits."""
-        container = await make_container([MODULE], pool_size=2, max_overflow=0)
-        manager = await container.aget(SessionManager)
-        (await container.aget(PeekHolder)).peek = peek
-        victim = await container.aget(Victim)
-        marks = await container.aget(Marks)
+        manager, victim, marks = await start_victim(make_container, peek)
 
         with pytest.raises(DBAPIError) as caught:
             await victim.killed_before_commit("doomed")
@@ -700,10 +703,7 @@ class TestServerGoesAway:
         """A connection killed in a savepoint: an outer scope that caught the error fails clearly next."""
         # The savepoint's caller gets the connection error; the outer scope that caught it and
         # writes on gets SQLAlchemy's PendingRollbackError; nothing commits.
-        container = await make_container([MODULE], pool_size=2, max_overflow=0)
-        manager = await container.aget(SessionManager)
-        (await container.aget(PeekHolder)).peek = peek
-        victim = await container.aget(Victim)
+        manager, victim, marks = await start_victim(make_container, peek)
         errors: list[BaseException] = []
 
         with pytest.raises(PendingRollbackError):
@@ -712,15 +712,12 @@ class TestServerGoesAway:
         assert_connection_lost(errors[0])
         assert await labels(peek) == []
         assert checked_out(manager) == 0
-        await (await container.aget(Marks)).write("next")
+        await marks.write("next")
         assert await labels(peek) == ["next"]
 
     async def test_killed_in_requires_new(self, make_container, peek) -> None:
         """A connection killed inside REQUIRES_NEW fails it alone: the suspended outer one commits."""
-        container = await make_container([MODULE], pool_size=2, max_overflow=0)
-        manager = await container.aget(SessionManager)
-        (await container.aget(PeekHolder)).peek = peek
-        victim = await container.aget(Victim)
+        manager, victim, _ = await start_victim(make_container, peek)
         errors: list[BaseException] = []
 
         await victim.outer_catching("killed_in_requires_new", errors)
